@@ -1,0 +1,1 @@
+"""Operator tooling: the ``audioq`` command and the local stack launcher."""

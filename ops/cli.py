@@ -1,0 +1,155 @@
+"""The operator command ``audioq``.
+
+    audioq keys create --plan pro --credits 12000 --name acme [--json]
+    audioq keys list [--json]
+    audioq keys revoke KEY_ID
+    audioq keys credit KEY_ID N
+    audioq assets expire            # run the expiry sweep once, now
+    audioq assets reconcile         # delete orphan objects once, now
+    audioq stack up | down          # the whole stack locally (development)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from shared.errors import ApiError
+from shared.settings import ConfigError
+
+
+def _state():
+    from shared import db
+    from shared.settings import Settings
+
+    settings = Settings.from_env()
+    return settings, db.connect(settings)
+
+
+def keys_create(a: argparse.Namespace) -> int:
+    from shared import keys
+
+    settings, r = _state()
+    secret, rec = keys.create(r, settings, plan=a.plan, credits=a.credits, name=a.name)
+    if a.json:
+        print(json.dumps({"key": secret, "id": rec.id, "plan": rec.plan, "credits": a.credits, "name": rec.name}))
+    else:
+        print(f"key:     {secret}\nid:      {rec.id}\nplan:    {rec.plan}\ncredits: {a.credits}")
+        print("The key is shown only now; store it safely.", file=sys.stderr)
+    return 0
+
+
+def keys_list(a: argparse.Namespace) -> int:
+    from shared import keys
+
+    _, r = _state()
+    rows = [rec.to_dict(credits=c) for rec, c in keys.list_all(r)]
+    if a.json:
+        print(json.dumps(rows))
+    else:
+        print(f"{'id':<18} {'plan':<11} {'credits':>9}  {'revoked':<7}  name")
+        for row in rows:
+            print(f"{row['id']:<18} {row['plan']:<11} {row['credits']:>9}  {str(row['revoked']):<7}  {row['name']}")
+    return 0
+
+
+def keys_revoke(a: argparse.Namespace) -> int:
+    from shared import keys
+
+    _, r = _state()
+    rec = keys.revoke(r, a.key_id)
+    print(f"revoked {rec.id}")
+    return 0
+
+
+def keys_credit(a: argparse.Namespace) -> int:
+    from shared import keys
+
+    _, r = _state()
+    new = keys.add_credits(r, a.key_id, a.amount)
+    print(f"{a.key_id}: {new} credits")
+    return 0
+
+
+def assets_expire(a: argparse.Namespace) -> int:
+    from shared import assets
+    from shared.storage import Storage
+
+    settings, r = _state()
+    print(f"expired {assets.expire_due(r, Storage(settings))} assets")
+    return 0
+
+
+def assets_reconcile(a: argparse.Namespace) -> int:
+    from shared import assets
+    from shared.storage import Storage
+
+    settings, r = _state()
+    print(f"deleted {assets.reconcile(r, Storage(settings), settings)} orphan objects")
+    return 0
+
+
+def stack_up(a: argparse.Namespace) -> int:
+    from ops import stack
+
+    ports = dict(stack.DEFAULT_PORTS, api=a.port)
+    return stack.up(Path.cwd(), Path(a.data), ports, workers=a.workers)
+
+
+def stack_down(a: argparse.Namespace) -> int:
+    from ops import stack
+
+    return stack.down(Path(a.data))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="audioq", description="audioq operator tools")
+    sub = p.add_subparsers(dest="group", required=True)
+
+    k = sub.add_parser("keys", help="API keys and credits").add_subparsers(dest="cmd", required=True)
+    c = k.add_parser("create", help="create a key (printed once)")
+    c.add_argument("--plan", required=True, choices=["basic", "pro", "enterprise"])
+    c.add_argument("--credits", type=int, default=0)
+    c.add_argument("--name", required=True)
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=keys_create)
+    ls = k.add_parser("list", help="list keys with plan and balance")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=keys_list)
+    rv = k.add_parser("revoke", help="revoke a key (401 from then on)")
+    rv.add_argument("key_id")
+    rv.set_defaults(func=keys_revoke)
+    cr = k.add_parser("credit", help="add N credits (negative N removes, never below zero)")
+    cr.add_argument("key_id")
+    cr.add_argument("amount", type=int)
+    cr.set_defaults(func=keys_credit)
+
+    s = sub.add_parser("assets", help="asset housekeeping").add_subparsers(dest="cmd", required=True)
+    s.add_parser("expire", help="delete expired assets now").set_defaults(func=assets_expire)
+    s.add_parser("reconcile", help="delete orphan objects now").set_defaults(func=assets_reconcile)
+
+    st = sub.add_parser("stack", help="run the whole stack locally").add_subparsers(dest="cmd", required=True)
+    up = st.add_parser("up", help="start Redis, S3, API, worker, beat, flower (Ctrl-C stops)")
+    up.add_argument("--port", type=int, default=8000, help="API port")
+    up.add_argument("--data", default=".data", help="folder for data and logs")
+    up.add_argument("--workers", type=int, default=2)
+    up.set_defaults(func=stack_up)
+    dn = st.add_parser("down", help="stop a stack started from this folder")
+    dn.add_argument("--data", default=".data")
+    dn.set_defaults(func=stack_down)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ApiError, ConfigError) as e:
+        print(f"audioq: {getattr(e, 'message', e)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

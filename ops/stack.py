@@ -1,0 +1,178 @@
+"""The whole stack on one machine, without Docker: ``audioq stack up``.
+
+Redis (AOF on), the S3 server, the API under gunicorn (gevent workers), a
+Celery worker on every queue, Celery beat and Flower, all as child processes
+with their data and logs under one folder (``.data/`` by default, git-ignored).
+Ctrl-C, or ``audioq stack down`` from another shell, stops them all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from ops import services
+from ops.services import Proc, ServiceError
+
+DEFAULT_PORTS = {"api": 8000, "redis": 6390, "s3": 8333, "flower": 5555}
+
+
+def _dev_secrets(data: Path) -> dict[str, str]:
+    """S3 credentials for the local stack, made once and kept in the data folder."""
+    path = data / "dev-secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    s = {"access_key": "audioq-dev", "secret_key": secrets.token_hex(20)}
+    path.write_text(json.dumps(s))
+    path.chmod(0o600)
+    return s
+
+
+def _check_ports(ports: dict[str, int]) -> None:
+    busy = [f"{k} {v}" for k, v in ports.items() if not services.port_free(v)]
+    if busy:
+        raise ServiceError(
+            "port(s) in use: " + ", ".join(busy) + " (is a stack already running? `audioq stack down`)"
+        )
+
+
+def _wait_ready(url: str, procs: list[Proc], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in procs:
+            if not p.alive():
+                raise ServiceError(f"{p.name} exited; see {p.log_path}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise ServiceError(f"{url} did not become ready within {timeout} s")
+
+
+def _dev_key(data: Path, env: dict[str, str]) -> str:
+    """Reuse the development key while Redis still knows it, else make one."""
+    os.environ.update(env)
+    from shared import db, keys
+    from shared.settings import Settings
+
+    settings = Settings.from_env()
+    r = db.connect(settings)
+    path = data / "dev-key.txt"
+    if path.exists():
+        key = path.read_text().strip()
+        if keys.authenticate(r, key) is not None:
+            return key
+    key, _ = keys.create(r, settings, plan="pro", credits=100_000, name="local-dev")
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def up(root: Path, data: Path, ports: dict[str, int], workers: int = 2) -> int:
+    data = data.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    _check_ports({k: v for k, v in ports.items()})
+    sec = _dev_secrets(data)
+    public_url = f"http://127.0.0.1:{ports['api']}"
+    env = services.stack_env(
+        redis_port=ports["redis"],
+        s3_port=ports["s3"],
+        access_key=sec["access_key"],
+        secret_key=sec["secret_key"],
+        public_url=public_url,
+    )
+    child_env = {**os.environ, **env}
+    logs = data / "logs"
+    procs: list[Proc] = []
+    started = time.monotonic()
+
+    def stop_all(*_: object) -> None:
+        for p in reversed(procs):
+            p.stop()
+        (data / "stack.pids").unlink(missing_ok=True)
+
+    try:
+        procs.append(services.start_redis(data / "redis", ports["redis"], persist=True))
+        procs.append(services.start_s3(data / "s3", sec["access_key"], sec["secret_key"], ports["s3"]))
+        py = sys.executable
+        commands = {
+            "api": [
+                py, "-m", "gunicorn", "web:create_app()",
+                "-k", "gevent", "-w", str(workers), "--worker-connections", "200",
+                "-b", f"127.0.0.1:{ports['api']}", "--timeout", "120",
+            ],
+            "worker": services.celery_worker_cmd(concurrency=workers),
+            "beat": [py, "-m", "celery", "-A", "workers.app", "beat", "--loglevel=INFO",
+                     "--schedule", str(data / "celerybeat-schedule")],
+            "flower": [py, "-m", "celery", "-A", "workers.app", "flower",
+                       f"--port={ports['flower']}", "--address=127.0.0.1"],
+        }  # fmt: skip
+        for name, cmd in commands.items():
+            log = logs / f"{name}.log"
+            procs.append(Proc(name, services.spawn(cmd, log, env=child_env, cwd=root), {}, log))
+        (data / "stack.pids").write_text("\n".join(str(p.popen.pid) for p in procs))
+        _wait_ready(public_url + "/readyz", procs)
+        key = _dev_key(data, env)
+    except BaseException:
+        stop_all()
+        raise
+
+    print(
+        f"""
+audioq is running ({time.monotonic() - started:.1f} s to ready)
+
+  API        {public_url}        (docs: {public_url}/docs)
+  Flower     http://127.0.0.1:{ports['flower']}
+  Redis      redis://127.0.0.1:{ports['redis']}   S3  http://127.0.0.1:{ports['s3']}
+  data/logs  {data}
+
+  API key    {key}
+
+Try it:
+
+  curl -s -X POST {public_url}/v1/assets/upload \\
+       -H 'x-api-key: {key}' -H 'Content-Type: audio/wav' \\
+       --data-binary @your-track.wav
+
+  curl -s {public_url}/v1/assets -H 'x-api-key: {key}'
+
+Stop with Ctrl-C (or `.venv/bin/audioq stack down` from another shell).
+""",
+        flush=True,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while all(p.alive() for p in procs):
+            time.sleep(0.5)
+        dead = [p for p in procs if not p.alive()]
+        print(f"{dead[0].name} exited; see {dead[0].log_path}. Stopping the stack.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stopping...", flush=True)
+        return 0
+    finally:
+        stop_all()
+
+
+def down(data: Path) -> int:
+    pids_file = data.resolve() / "stack.pids"
+    if not pids_file.exists():
+        print("no stack is running from", data)
+        return 0
+    for pid in reversed([int(x) for x in pids_file.read_text().split()]):
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    pids_file.unlink(missing_ok=True)
+    print("stopped")
+    return 0

@@ -1,0 +1,1 @@
+"""Code that both the web front end and the workers import."""

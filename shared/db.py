@@ -1,0 +1,82 @@
+"""The Redis connection and the one table of every key the application writes.
+
+Application state lives in ``AUDIOQ_REDIS_URL``; Celery's broker and results
+live in ``AUDIOQ_BROKER_URL`` (by default the next numbered database), so the
+two never share a keyspace.
+
+| key pattern                      | type   | TTL                 | written by                     |
+|----------------------------------|--------|---------------------|--------------------------------|
+| aq:apikey:{sha256(key)}          | string | none                | keys.create (-> key id)        |
+| aq:key:{key_id}                  | hash   | none                | keys.create / revoke           |
+| aq:keys                          | zset   | none                | keys.create (id by created_at) |
+| aq:credits:{key_id}              | string | none                | keys.create / credit, jobs     |
+| aq:asset:{asset_id}              | hash   | none (swept)        | assets.register / expire       |
+| aq:owner:{key_id}:assets         | zset   | none                | assets.register (by created_at)|
+| aq:owner:{key_id}:sha:{sha256}   | string | none (swept)        | assets.register (dedup)        |
+| aq:expiry                        | zset   | none                | assets.register (by expires_at)|
+
+Times are stored as Unix seconds (float); the API renders them as ISO 8601 UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import redis
+
+from shared.settings import Settings
+
+PREFIX = "aq:"
+
+
+def apikey_key(key_hash: str) -> str:
+    return f"{PREFIX}apikey:{key_hash}"
+
+
+def key_key(key_id: str) -> str:
+    return f"{PREFIX}key:{key_id}"
+
+
+KEYS_INDEX = f"{PREFIX}keys"
+
+
+def credits_key(key_id: str) -> str:
+    return f"{PREFIX}credits:{key_id}"
+
+
+def asset_key(asset_id: str) -> str:
+    return f"{PREFIX}asset:{asset_id}"
+
+
+def owner_assets_key(key_id: str) -> str:
+    return f"{PREFIX}owner:{key_id}:assets"
+
+
+def owner_sha_key(key_id: str, sha256: str) -> str:
+    return f"{PREFIX}owner:{key_id}:sha:{sha256}"
+
+
+EXPIRY_INDEX = f"{PREFIX}expiry"
+
+
+def connect(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_timeout=30,
+        health_check_interval=30,
+    )
+
+
+def now() -> float:
+    return time.time()
+
+
+def iso(ts: float | str | None) -> str | None:
+    """Unix seconds -> '2026-11-25T08:30:00Z' (None stays None)."""
+    if ts is None or ts == "":
+        return None
+    t = dt.datetime.fromtimestamp(float(ts), tz=dt.timezone.utc)
+    return t.isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,23 @@
+"""Opaque identifiers and secrets (URL-safe, from ``secrets``)."""
+
+from __future__ import annotations
+
+import secrets
+
+
+def asset_id() -> str:
+    """``afa_`` + 24 random URL-safe characters (144 bits)."""
+    return "afa_" + secrets.token_urlsafe(18)
+
+
+def key_id() -> str:
+    return "key_" + secrets.token_urlsafe(9)
+
+
+def api_key() -> str:
+    """The secret a client presents: ``aq_`` + 43 characters (256 bits)."""
+    return "aq_" + secrets.token_urlsafe(32)
+
+
+def secret() -> str:
+    return secrets.token_hex(32)

@@ -1,0 +1,150 @@
+"""API keys and their credit balances.
+
+A key is shown once, at creation; Redis holds only its SHA-256 (the keys are
+256-bit random tokens, so a fast hash is enough: there is nothing to
+brute-force). Each key has an id (``key_...``) that operators use to refer to
+it and that owns assets and jobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import redis
+
+from shared import db, ids
+from shared.errors import ApiError
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    plan: str
+    created_at: float
+    revoked: bool
+
+    def to_dict(self, credits: int | None = None) -> dict:
+        d = {
+            "id": self.id,
+            "name": self.name,
+            "plan": self.plan,
+            "created_at": db.iso(self.created_at),
+            "revoked": self.revoked,
+        }
+        if credits is not None:
+            d["credits"] = credits
+        return d
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _from_hash(h: dict) -> ApiKey:
+    return ApiKey(
+        id=h["id"],
+        name=h.get("name", ""),
+        plan=h["plan"],
+        created_at=float(h["created_at"]),
+        revoked=h.get("revoked") == "1",
+    )
+
+
+def create(r: redis.Redis, settings: Settings, *, plan: str, credits: int, name: str) -> tuple[str, ApiKey]:
+    """Create a key; returns (the secret key, its record). The secret is not stored."""
+    if plan not in settings.plans:
+        raise ApiError(400, f"Unknown plan {plan!r}; choose one of {', '.join(settings.plans)}")
+    if credits < 0:
+        raise ApiError(400, "Credits must be zero or more")
+    secret = ids.api_key()
+    rec = ApiKey(id=ids.key_id(), name=name, plan=plan, created_at=db.now(), revoked=False)
+    with r.pipeline(transaction=True) as p:
+        p.set(db.apikey_key(hash_key(secret)), rec.id)
+        p.hset(
+            db.key_key(rec.id),
+            mapping={
+                "id": rec.id,
+                "name": name,
+                "plan": plan,
+                "created_at": repr(rec.created_at),
+                "revoked": "0",
+                "hash": hash_key(secret),
+                "webhook_secret": ids.secret(),
+            },
+        )
+        p.zadd(db.KEYS_INDEX, {rec.id: rec.created_at})
+        p.set(db.credits_key(rec.id), credits)
+        p.execute()
+    return secret, rec
+
+
+def authenticate(r: redis.Redis, secret: str) -> ApiKey | None:
+    """The live key for a presented secret, or None (unknown or revoked)."""
+    key_id = r.get(db.apikey_key(hash_key(secret)))
+    if not key_id:
+        return None
+    rec = get(r, key_id)
+    if rec is None or rec.revoked:
+        return None
+    return rec
+
+
+def get(r: redis.Redis, key_id: str) -> ApiKey | None:
+    h = r.hgetall(db.key_key(key_id))
+    return _from_hash(h) if h else None
+
+
+def list_all(r: redis.Redis) -> list[tuple[ApiKey, int]]:
+    out = []
+    for key_id in r.zrange(db.KEYS_INDEX, 0, -1):
+        rec = get(r, key_id)
+        if rec is not None:
+            out.append((rec, balance(r, key_id)))
+    return out
+
+
+def revoke(r: redis.Redis, key_id: str) -> ApiKey:
+    rec = get(r, key_id)
+    if rec is None:
+        raise ApiError(404, f"Cannot find key {key_id}")
+    h = r.hget(db.key_key(key_id), "hash")
+    with r.pipeline(transaction=True) as p:
+        p.hset(db.key_key(key_id), "revoked", "1")
+        if h:
+            p.delete(db.apikey_key(h))
+        p.execute()
+    return get(r, key_id)  # type: ignore[return-value]
+
+
+_ADD_CREDITS = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local new = cur + tonumber(ARGV[1])
+if new < 0 then return {0, cur} end
+redis.call('SET', KEYS[1], new)
+return {1, new}
+"""
+
+
+def add_credits(r: redis.Redis, key_id: str, amount: int) -> int:
+    """Add (or, with a negative amount, remove) credits; never below zero."""
+    if get(r, key_id) is None:
+        raise ApiError(404, f"Cannot find key {key_id}")
+    ok, new = r.eval(_ADD_CREDITS, 1, db.credits_key(key_id), int(amount))
+    if not ok:
+        raise ApiError(400, f"Key {key_id} has only {new} credits")
+    return int(new)
+
+
+def balance(r: redis.Redis, key_id: str) -> int:
+    return int(r.get(db.credits_key(key_id)) or 0)
+
+
+def can_upload(r: redis.Redis, settings: Settings, key: ApiKey) -> bool:
+    """Uploading is free but needs a positive balance, unless the plan is not billed."""
+    plan = settings.plans.get(key.plan)
+    if plan is not None and not plan.billed:
+        return True
+    return balance(r, key.id) > 0

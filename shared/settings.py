@@ -1,0 +1,150 @@
+"""All configuration, read once from ``AUDIOQ_*`` environment variables.
+
+This is the only module that looks at the environment. Everything else takes
+a ``Settings`` object. Booleans are parsed strictly (``true``/``false``,
+``1``/``0``, ``yes``/``no``); anything else is a configuration error rather
+than a silent default. S3 credentials have no default here: the local-dev
+launcher (``audioq stack up``) and the test fixtures provide them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+MB = 1024 * 1024
+HOUR = 3600
+DAY = 24 * HOUR
+
+
+class ConfigError(ValueError):
+    """The environment holds a missing or malformed setting."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    max_upload_bytes: int
+    asset_ttl_s: int
+    billed: bool  # False: no credit billing (enterprise)
+
+
+def _default_plans() -> dict[str, Plan]:
+    return {
+        "basic": Plan("basic", 15 * MB, 1 * DAY, True),
+        "pro": Plan("pro", 50 * MB, 7 * DAY, True),
+        "enterprise": Plan("enterprise", 500 * MB, 7 * DAY, False),
+    }
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str = ""  # empty: AUDIOQ_REDIS_URL with db + 1
+    s3_endpoint: str = "127.0.0.1:8333"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_secure: bool = False
+    s3_bucket: str = "audioq"
+    s3_region: str = "us-east-1"
+    public_url: str = "http://127.0.0.1:8000"
+    plans: dict[str, Plan] = field(default_factory=_default_plans)
+    # The sweeper runs this often; an asset is refused from expires_at on anyway.
+    expire_interval_s: int = 60
+    reconcile_interval_s: int = 3600
+    # Objects younger than this are never reconciled away: an upload in flight
+    # has its object before its metadata.
+    reconcile_grace_s: int = 3600
+    # Multipart part size when streaming uploads to S3 (bounded upload memory).
+    upload_part_bytes: int = 8 * MB
+    log_level: str = "INFO"
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or _next_db(self.redis_url)
+
+    def plan(self, name: str) -> Plan:
+        return self.plans[name]
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        d = cls()
+
+        def get(name: str, default: str) -> str:
+            return env.get(f"AUDIOQ_{name}", default)
+
+        plans = {}
+        for name, p in _default_plans().items():
+            up = name.upper()
+            plans[name] = Plan(
+                name,
+                _int(env, f"AUDIOQ_PLAN_{up}_MAX_UPLOAD_MB", p.max_upload_bytes // MB) * MB,
+                _int(env, f"AUDIOQ_PLAN_{up}_ASSET_TTL_S", p.asset_ttl_s),
+                _bool(env, f"AUDIOQ_PLAN_{up}_BILLED", p.billed),
+            )
+        s = cls(
+            redis_url=get("REDIS_URL", d.redis_url),
+            broker_url=get("BROKER_URL", ""),
+            s3_endpoint=get("S3_ENDPOINT", d.s3_endpoint),
+            s3_access_key=_required(env, "AUDIOQ_S3_ACCESS_KEY"),
+            s3_secret_key=_required(env, "AUDIOQ_S3_SECRET_KEY"),
+            s3_secure=_bool(env, "AUDIOQ_S3_SECURE", d.s3_secure),
+            s3_bucket=get("S3_BUCKET", d.s3_bucket),
+            s3_region=get("S3_REGION", d.s3_region),
+            public_url=get("PUBLIC_URL", d.public_url).rstrip("/"),
+            plans=plans,
+            expire_interval_s=_int(env, "AUDIOQ_EXPIRE_INTERVAL_S", d.expire_interval_s),
+            reconcile_interval_s=_int(env, "AUDIOQ_RECONCILE_INTERVAL_S", d.reconcile_interval_s),
+            reconcile_grace_s=_int(env, "AUDIOQ_RECONCILE_GRACE_S", d.reconcile_grace_s),
+            upload_part_bytes=max(5 * MB, _int(env, "AUDIOQ_UPLOAD_PART_MB", 8) * MB),
+            log_level=get("LOG_LEVEL", d.log_level).upper(),
+        )
+        return s
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "")
+    if not value:
+        raise ConfigError(f"{name} is not set")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    v = raw.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _next_db(redis_url: str) -> str:
+    """The same Redis server, next numbered database (broker apart from app state)."""
+    parts = urlsplit(redis_url)
+    path = parts.path.strip("/")
+    db = int(path) if path.isdigit() else 0
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db + 1}", parts.query, parts.fragment))

@@ -1,0 +1,200 @@
+"""Real services for the test session: redis-server and SeaweedFS's S3 gateway
+on free loopback ports (started the same way `audioq stack up` starts them),
+plus a Celery worker and a gunicorn API process for the tests that need them.
+Each test starts from an empty Redis and an empty bucket."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ops import services
+from shared import db, keys
+from shared.settings import Settings
+from shared.storage import Storage
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCESS_KEY, SECRET_KEY = "audioq-test", "audioq-test-secret-123"
+
+
+@pytest.fixture(scope="session")
+def service_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def redis_server(service_dir):
+    proc = services.start_redis(service_dir / "redis")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(service_dir):
+    proc = services.start_s3(service_dir / "s3", ACCESS_KEY, SECRET_KEY)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def stack_env(redis_server, s3_server) -> dict[str, str]:
+    return services.stack_env(
+        redis_port=redis_server.ports["redis"],
+        s3_port=s3_server.ports["s3"],
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        public_url="http://testserver",
+        bucket="audioq-test",
+    )
+
+
+@pytest.fixture(scope="session")
+def base_settings(stack_env) -> Settings:
+    s = Settings.from_env(stack_env)
+    Storage(s).ensure_bucket()
+    return s
+
+
+@pytest.fixture
+def settings(base_settings) -> Settings:
+    return base_settings
+
+
+@pytest.fixture
+def storage(settings) -> Storage:
+    return Storage(settings)
+
+
+@pytest.fixture
+def r(settings):
+    conn = db.connect(settings)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def clean(base_settings):
+    """Empty application Redis, broker queues and bucket before the test."""
+    conn = db.connect(base_settings)
+    conn.flushdb()  # app state only: the broker db keeps its queue bindings
+    st = Storage(base_settings)
+    st.delete_many([o.name for o in st.list()])
+    conn.close()
+
+
+@pytest.fixture
+def app(settings, clean):
+    from web import create_app
+
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@dataclass
+class Key:
+    secret: str
+    id: str
+    plan: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"x-api-key": self.secret}
+
+
+@pytest.fixture
+def api_key(r, settings):
+    """``api_key(plan="pro", credits=100) -> Key`` (a real key in Redis)."""
+
+    def make(plan: str = "pro", credits: int = 100, name: str = "test") -> Key:
+        secret, rec = keys.create(r, settings, plan=plan, credits=credits, name=name)
+        return Key(secret, rec.id, plan)
+
+    return make
+
+
+@pytest.fixture
+def upload(client):
+    """``upload(key, data, content_type="audio/wav") -> asset id`` via the v1 route."""
+
+    def do(key: Key, data: bytes, content_type: str = "audio/wav") -> str:
+        resp = client.post(
+            "/v1/assets/upload", data=data, headers={**key.headers, "Content-Type": content_type}
+        )
+        assert resp.status_code in (200, 201), resp.get_json()
+        return resp.get_json()["asset_id"]
+
+    return do
+
+
+def _child_env(stack_env: dict[str, str], extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIOQ_")}
+    env.update(stack_env)
+    env.update(extra or {})
+    return env
+
+
+@pytest.fixture(scope="session")
+def worker(stack_env, service_dir, base_settings):
+    """A real Celery worker on every queue (prefork, 2 processes)."""
+    log = service_dir / "worker.log"
+    p = services.spawn(services.celery_worker_cmd(concurrency=2), log, env=_child_env(stack_env), cwd=ROOT)
+    from workers.app import app as celery_app
+
+    celery_app.conf.broker_url = base_settings.effective_broker_url
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            pytest.fail(f"celery worker exited: {log.read_text()[-3000:]}")
+        if celery_app.control.ping(timeout=0.5):
+            break
+    else:
+        pytest.fail(f"celery worker did not answer a ping: {log.read_text()[-3000:]}")
+    yield services.Proc("worker", p, {}, log)
+    services.stop_process(p)
+
+
+@pytest.fixture(scope="session")
+def live_api(stack_env, service_dir):
+    """The API under gunicorn with gevent workers, as production runs it.
+
+    Returns its base URL."""
+    port = services.free_port()
+    log = service_dir / "gunicorn.log"
+    cmd = [
+        sys.executable, "-m", "gunicorn", "web:create_app()", "-k", "gevent", "-w", "1",
+        "-b", f"127.0.0.1:{port}",
+    ]  # fmt: skip
+    p = services.spawn(cmd, log, env=_child_env(stack_env), cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1)
+            break
+        except OSError:
+            if p.poll() is not None:
+                pytest.fail(f"gunicorn exited: {log.read_text()[-3000:]}")
+            time.sleep(0.1)
+    yield url
+    services.stop_process(p)
+
+
+def run_cli(stack_env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """The ``audioq`` console script, as an operator runs it."""
+    exe = Path(sys.executable).parent / "audioq"
+    return subprocess.run(
+        [str(exe), *args], env=_child_env(stack_env), capture_output=True, text=True, timeout=60
+    )

@@ -1,0 +1,31 @@
+"""API-key authentication: ``x-api-key: KEY`` or ``Authorization: Bearer KEY``."""
+
+from __future__ import annotations
+
+from flask import g, request
+
+from shared import keys
+from shared.errors import ApiError
+from web import services
+
+
+def presented_key() -> str | None:
+    key = request.headers.get("x-api-key", "").strip()
+    if key:
+        return key
+    auth = request.headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def require_key() -> None:
+    """A blueprint ``before_request`` hook: sets ``g.key`` or raises 401."""
+    secret = presented_key()
+    if not secret:
+        raise ApiError(401, "Missing API key: send it as 'x-api-key: KEY' or 'Authorization: Bearer KEY'")
+    rec = keys.authenticate(services.get().redis, secret)
+    if rec is None:
+        raise ApiError(401, "Unknown or revoked API key")
+    g.key = rec

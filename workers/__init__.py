@@ -1,0 +1,1 @@
+"""Celery workers: ``celery -A workers.app worker -Q analysis,heavy,maintenance``."""

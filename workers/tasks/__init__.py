@@ -1,0 +1,1 @@
+"""One task module per domain; tasks are thin and take ids."""
