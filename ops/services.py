@@ -259,8 +259,9 @@ def celery_worker_cmd(concurrency: int = 2, queues: str = "analysis,heavy,mainte
     ]  # fmt: skip
 
 
-def start_worker(env: dict[str, str], log_path: Path, cwd: Path, concurrency: int = 2) -> Proc:
-    """A Celery worker; ready when it answers a ping over the broker."""
-    full_env = {**os.environ, **env}
-    p = spawn(celery_worker_cmd(concurrency), log_path, env=full_env, cwd=cwd)
-    return Proc("worker", p, {}, log_path)
+def gunicorn_cmd(bind: str, workers: int = 2) -> list[str]:
+    """The API as production runs it (settings in web/gunicorn_conf.py)."""
+    return [
+        sys.executable, "-m", "gunicorn", "-c", "python:web.gunicorn_conf",
+        "-w", str(workers), "-b", bind, "web:create_app()",
+    ]  # fmt: skip

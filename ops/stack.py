@@ -105,11 +105,7 @@ def up(root: Path, data: Path, ports: dict[str, int], workers: int = 2) -> int:
         procs.append(services.start_s3(data / "s3", sec["access_key"], sec["secret_key"], ports["s3"]))
         py = sys.executable
         commands = {
-            "api": [
-                py, "-m", "gunicorn", "web:create_app()",
-                "-k", "gevent", "-w", str(workers), "--worker-connections", "200",
-                "-b", f"127.0.0.1:{ports['api']}", "--timeout", "120",
-            ],
+            "api": services.gunicorn_cmd(f"127.0.0.1:{ports['api']}", workers),
             "worker": services.celery_worker_cmd(concurrency=workers),
             "beat": [py, "-m", "celery", "-A", "workers.app", "beat", "--loglevel=INFO",
                      "--schedule", str(data / "celerybeat-schedule")],

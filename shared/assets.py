@@ -343,8 +343,9 @@ _EXPIRE = """
 local prefix, id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if not owner then
+  -- already removed by another sweeper (or its objects are reconcile's)
   redis.call('ZREM', KEYS[2], id)
-  return 1
+  return 0
 end
 local exp = tonumber(redis.call('HGET', KEYS[1], 'expires_at'))
 if exp > now then

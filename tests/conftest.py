@@ -45,7 +45,9 @@ def s3_server(service_dir):
 
 @pytest.fixture(scope="session")
 def stack_env(redis_server, s3_server) -> dict[str, str]:
-    return services.stack_env(
+    """The AUDIOQ_* settings of the test stack; the test process gets them too,
+    so code that reads settings itself (the Celery app) talks to this stack."""
+    env = services.stack_env(
         redis_port=redis_server.ports["redis"],
         s3_port=s3_server.ports["s3"],
         access_key=ACCESS_KEY,
@@ -53,6 +55,8 @@ def stack_env(redis_server, s3_server) -> dict[str, str]:
         public_url="http://testserver",
         bucket="audioq-test",
     )
+    os.environ.update(env)
+    return env
 
 
 @pytest.fixture(scope="session")
@@ -68,12 +72,12 @@ def settings(base_settings) -> Settings:
 
 
 @pytest.fixture
-def storage(settings) -> Storage:
+def storage(settings, clean) -> Storage:
     return Storage(settings)
 
 
 @pytest.fixture
-def r(settings):
+def r(settings, clean):
     conn = db.connect(settings)
     yield conn
     conn.close()
@@ -153,7 +157,6 @@ def worker(stack_env, service_dir, base_settings):
     p = services.spawn(services.celery_worker_cmd(concurrency=2), log, env=_child_env(stack_env), cwd=ROOT)
     from workers.app import app as celery_app
 
-    celery_app.conf.broker_url = base_settings.effective_broker_url
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if p.poll() is not None:
@@ -173,11 +176,7 @@ def live_api(stack_env, service_dir):
     Returns its base URL."""
     port = services.free_port()
     log = service_dir / "gunicorn.log"
-    cmd = [
-        sys.executable, "-m", "gunicorn", "web:create_app()", "-k", "gevent", "-w", "1",
-        "-b", f"127.0.0.1:{port}",
-    ]  # fmt: skip
-    p = services.spawn(cmd, log, env=_child_env(stack_env), cwd=ROOT)
+    p = services.spawn(services.gunicorn_cmd(f"127.0.0.1:{port}", workers=1), log, env=_child_env(stack_env), cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import ApiError
@@ -27,9 +27,10 @@ def error_response(err: ApiError, headers: dict | None = None):
     resp.status_code = err.status
     for k, v in (headers or {}).items():
         resp.headers[k] = v
-    if err.status == 413:
-        # The rest of an oversized body is not read: close the connection
-        # rather than drain it.
+    if request and request.method in ("POST", "PUT", "PATCH"):
+        # The body may be partly unread: gunicorn_conf closes the connection
+        # instead of draining it, and the client is told so.
+        request.environ["audioq.unread_body"] = True
         resp.headers["Connection"] = "close"
     return resp
 

@@ -1,0 +1,36 @@
+# audioq: one image for every role (web, worker, beat, flower).
+# The role is chosen by the command; the default runs the API.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# ffmpeg decodes compressed uploads; libsndfile backs the soundfile package.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ffmpeg libsndfile1 \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+
+# Only the project sources (never a local .venv, .data or .git).
+COPY pyproject.toml ./
+COPY shared ./shared
+COPY web ./web
+COPY workers ./workers
+COPY ops ./ops
+RUN pip install . \
+ && rm -rf build *.egg-info
+
+# Unprivileged runtime user; celery beat keeps its schedule file in /var/lib/audioq.
+RUN useradd --system --create-home --home-dir /home/audioq --uid 10001 audioq \
+ && mkdir -p /var/lib/audioq \
+ && chown audioq:audioq /var/lib/audioq
+USER audioq
+
+EXPOSE 8000
+
+# gevent workers: a request waiting on a job must not pin a whole worker.
+CMD ["gunicorn", "web:create_app()", "-k", "gevent", "--bind", "0.0.0.0:8000", \
+     "--workers", "2", "--worker-connections", "200", "--timeout", "120"]

@@ -1,0 +1,103 @@
+"""Uploads through gunicorn (gevent), as production serves them: bodies are
+streamed, and an oversized one is refused while it is still arriving."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from urllib.parse import urlsplit
+
+from audiogen import wav
+
+from shared import db
+
+MB = 1024 * 1024
+
+
+def _conn(url: str) -> http.client.HTTPConnection:
+    u = urlsplit(url)
+    return http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+
+
+def _send_chunked(conn, path: str, headers: dict, chunks) -> tuple[int, dict]:
+    conn.putrequest("POST", path)
+    for k, v in {**headers, "Transfer-Encoding": "chunked"}.items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    try:
+        for c in chunks:
+            conn.send(b"%x\r\n%s\r\n" % (len(c), c))
+        conn.send(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server refused mid-body and closed: the response is what counts
+    resp = conn.getresponse()
+    return resp.status, json.loads(resp.read() or b"{}")
+
+
+def test_chunked_upload_streams_through_gunicorn(live_api, api_key, storage):
+    key = api_key()
+    data = wav(3.0, seed=21)
+    status, body = _send_chunked(
+        _conn(live_api), "/v1/assets/upload", {**key.headers, "Content-Type": "audio/wav"},
+        (data[i : i + 65536] for i in range(0, len(data), 65536)),
+    )
+    assert status == 201, body
+    assert body["size_bytes"] == len(data)
+    assert [o.name for o in storage.list()] == [f"originals/{body['asset_id']}"]
+
+
+def test_oversized_chunked_upload_is_413_while_streaming(live_api, api_key, storage, r):
+    key = api_key(plan="basic")  # 15 MB limit
+    sent = 0
+
+    def chunks():
+        nonlocal sent
+        head = wav(1.0)
+        yield head
+        sent += len(head)
+        while sent < 200 * MB:  # far more than the limit; the server must stop us early
+            yield b"\0" * MB
+            sent += MB
+
+    status, body = _send_chunked(
+        _conn(live_api), "/v1/assets/upload", {**key.headers, "Content-Type": "audio/wav"}, chunks()
+    )
+    assert status == 413, body
+    assert body["statusCode"] == 413 and "15 MB" in body["message"]
+    assert sent < 100 * MB, f"the server kept reading: {sent // MB} MB sent"
+    assert list(storage.list()) == []
+    assert r.keys(db.PREFIX + "asset:*") == []
+
+
+def test_oversized_multipart_is_413_and_stores_nothing(live_api, api_key, storage):
+    key = api_key(plan="basic")
+    boundary = "audioqboundary"
+    head = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\n"
+        "Content-Type: audio/wav\r\n\r\n"
+    ).encode()
+
+    def chunks():
+        yield head + wav(1.0)
+        for _ in range(40):
+            yield b"\0" * MB
+
+    status, body = _send_chunked(
+        _conn(live_api), "/assets",
+        {**key.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"}, chunks(),
+    )
+    assert status == 413, body
+    assert list(storage.list()) == []
+
+
+def test_declared_oversize_refused_before_body(live_api, api_key):
+    key = api_key(plan="basic")
+    conn = _conn(live_api)
+    conn.putrequest("POST", "/v1/assets/upload")
+    conn.putheader("x-api-key", key.secret)
+    conn.putheader("Content-Type", "audio/wav")
+    conn.putheader("Content-Length", str(400 * MB))
+    conn.endheaders()  # no body sent at all
+    resp = conn.getresponse()
+    assert resp.status == 413
+    assert json.loads(resp.read())["statusCode"] == 413

@@ -1,0 +1,44 @@
+"""gunicorn settings: ``gunicorn -c python:web.gunicorn_conf 'web:create_app()'``.
+
+gevent workers: a request that waits for a job (``Prefer: wait``, the
+synchronous default of fast operations) parks a greenlet, not an OS worker,
+so a handful of processes can hold hundreds of waiting requests.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+worker_class = "gevent"
+worker_connections = 200
+timeout = 120
+graceful_timeout = 30
+
+# When the app refuses a request before reading its body (413 while
+# streaming, 401/415 on an upload...), gunicorn would otherwise read and
+# discard the rest of the body to keep the connection alive: a 400 MB upload
+# would still be received in full. Instead close the connection, after a short,
+# bounded linger so the client reads the error before the reset.
+_LINGER_BYTES = 4 * 1024 * 1024
+_LINGER_S = 2.0
+
+
+def post_request(worker, req, environ, resp):
+    if not environ.get("audioq.unread_body"):
+        return
+    req.must_close = True
+    sock = environ.get("gunicorn.socket")
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(0.5)
+        deadline, drained = time.monotonic() + _LINGER_S, 0
+        while drained < _LINGER_BYTES and time.monotonic() < deadline:
+            data = sock.recv(65536)
+            if not data:
+                break
+            drained += len(data)
+    except OSError:
+        pass
