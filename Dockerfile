@@ -31,6 +31,6 @@ USER audioq
 
 EXPOSE 8000
 
-# gevent workers: a request waiting on a job must not pin a whole worker.
-CMD ["gunicorn", "web:create_app()", "-k", "gevent", "--bind", "0.0.0.0:8000", \
-     "--workers", "2", "--worker-connections", "200", "--timeout", "120"]
+# gevent workers (web/gunicorn_conf.py): a request waiting on a job must not
+# pin a whole worker.
+CMD ["gunicorn", "-c", "python:web.gunicorn_conf", "--bind", "0.0.0.0:8000", "--workers", "2", "web:create_app()"]

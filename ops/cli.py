@@ -1,12 +1,12 @@
 """The operator command ``audioq``.
 
-    audioq keys create --plan pro --credits 12000 --name acme [--json]
-    audioq keys list [--json]
-    audioq keys revoke KEY_ID
-    audioq keys credit KEY_ID N
-    audioq assets expire            # run the expiry sweep once, now
-    audioq assets reconcile         # delete orphan objects once, now
-    audioq stack up | down          # the whole stack locally (development)
+audioq keys create --plan pro --credits 12000 --name acme [--json]
+audioq keys list [--json]
+audioq keys revoke KEY_ID
+audioq keys credit KEY_ID N
+audioq assets expire            # run the expiry sweep once, now
+audioq assets reconcile         # delete orphan objects once, now
+audioq stack up | down          # the whole stack locally (development)
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from ops.services import ServiceError
 from shared.errors import ApiError
 from shared.settings import ConfigError
 
@@ -34,7 +35,11 @@ def keys_create(a: argparse.Namespace) -> int:
     settings, r = _state()
     secret, rec = keys.create(r, settings, plan=a.plan, credits=a.credits, name=a.name)
     if a.json:
-        print(json.dumps({"key": secret, "id": rec.id, "plan": rec.plan, "credits": a.credits, "name": rec.name}))
+        print(
+            json.dumps(
+                {"key": secret, "id": rec.id, "plan": rec.plan, "credits": a.credits, "name": rec.name}
+            )
+        )
     else:
         print(f"key:     {secret}\nid:      {rec.id}\nplan:    {rec.plan}\ncredits: {a.credits}")
         print("The key is shown only now; store it safely.", file=sys.stderr)
@@ -51,7 +56,8 @@ def keys_list(a: argparse.Namespace) -> int:
     else:
         print(f"{'id':<18} {'plan':<11} {'credits':>9}  {'revoked':<7}  name")
         for row in rows:
-            print(f"{row['id']:<18} {row['plan']:<11} {row['credits']:>9}  {str(row['revoked']):<7}  {row['name']}")
+            revoked = str(row["revoked"])
+            print(f"{row['id']:<18} {row['plan']:<11} {row['credits']:>9}  {revoked:<7}  {row['name']}")
     return 0
 
 
@@ -146,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ApiError, ConfigError) as e:
+    except (ApiError, ConfigError, ServiceError) as e:
         print(f"audioq: {getattr(e, 'message', e)}", file=sys.stderr)
         return 2
 

@@ -8,6 +8,7 @@ same way: ``redis-server`` from Debian, and SeaweedFS's S3 gateway
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -49,15 +50,15 @@ def stop_process(p: subprocess.Popen, timeout: float = 10) -> None:
     try:
         p.wait(timeout)
     except subprocess.TimeoutExpired:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         p.wait(5)
 
 
 def port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As servers do: connections in TIME_WAIT do not make a port busy.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -84,7 +85,9 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float, what: str, log
     raise ServiceError(f"{what} did not listen on port {port} within {timeout} s; see {log}")
 
 
-def spawn(cmd: list[str], log_path: Path, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
+def spawn(
+    cmd: list[str], log_path: Path, env: dict | None = None, cwd: Path | None = None
+) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
     return subprocess.Popen(
@@ -248,6 +251,7 @@ def stack_env(
         "AUDIOQ_S3_SECRET_KEY": secret_key,
         "AUDIOQ_S3_SECURE": "false",
         "AUDIOQ_S3_BUCKET": bucket,
+        "AUDIOQ_S3_PUBLIC_URL": f"http://127.0.0.1:{s3_port}",
         "AUDIOQ_PUBLIC_URL": public_url,
     }
 

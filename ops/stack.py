@@ -8,6 +8,7 @@ Ctrl-C, or ``audioq stack down`` from another shell, stops them all.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -127,8 +128,8 @@ def up(root: Path, data: Path, ports: dict[str, int], workers: int = 2) -> int:
 audioq is running ({time.monotonic() - started:.1f} s to ready)
 
   API        {public_url}        (docs: {public_url}/docs)
-  Flower     http://127.0.0.1:{ports['flower']}
-  Redis      redis://127.0.0.1:{ports['redis']}   S3  http://127.0.0.1:{ports['s3']}
+  Flower     http://127.0.0.1:{ports["flower"]}
+  Redis      redis://127.0.0.1:{ports["redis"]}   S3  http://127.0.0.1:{ports["s3"]}
   data/logs  {data}
 
   API key    {key}
@@ -165,10 +166,8 @@ def down(data: Path) -> int:
         print("no stack is running from", data)
         return 0
     for pid in reversed([int(x) for x in pids_file.read_text().split()]):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     pids_file.unlink(missing_ok=True)
     print("stopped")
     return 0

@@ -88,9 +88,31 @@ _SUPPORTED_HINT = "Supported formats include WAV, FLAC, OGG, Opus, MP3, M4A/AAC 
 # concat scripts, subtitles, "tty" text...) is refused before it is parsed.
 _FFMPEG_DEMUXERS = ",".join(
     [
-        "wav", "w64", "aiff", "flac", "ogg", "mp3", "mov", "mp4", "m4a", "aac",
-        "matroska", "webm", "caf", "amr", "amrnb", "amrwb", "asf", "au", "ac3",
-        "eac3", "wv", "ape", "tta", "mpc", "mpc8",
+        "wav",
+        "w64",
+        "aiff",
+        "flac",
+        "ogg",
+        "mp3",
+        "mov",
+        "mp4",
+        "m4a",
+        "aac",
+        "matroska",
+        "webm",
+        "caf",
+        "amr",
+        "amrnb",
+        "amrwb",
+        "asf",
+        "au",
+        "ac3",
+        "eac3",
+        "wv",
+        "ape",
+        "tta",
+        "mpc",
+        "mpc8",
     ]
 )
 
@@ -148,14 +170,14 @@ def probe(path: str | os.PathLike) -> AudioInfo:
             extra = _check_structure(f, kind, size, head)
         except ApiError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any parse failure is the upload's fault
+        except Exception as exc:  # any parse failure is the upload's fault
             log.warning("audio structure check failed for %s", path, exc_info=True)
             raise _refuse("its header could not be parsed") from exc
     try:
         return _identify(path, kind, extra)
     except ApiError:
         raise
-    except Exception as exc:  # noqa: BLE001 - never let a decoder error escape as a 500
+    except Exception as exc:  # never let a decoder error escape as a 500
         log.warning("unexpected error while probing %s", path, exc_info=True)
         raise _refuse("it could not be read as audio") from exc
 
@@ -401,8 +423,7 @@ def _check_ebml(f: BinaryIO, size: int) -> str:
         available = size - f.tell()
         if segment_size > available:
             raise _truncated(
-                f"the WebM/Matroska segment declares {segment_size} bytes "
-                f"but the file holds only {available}"
+                f"the WebM/Matroska segment declares {segment_size} bytes but the file holds only {available}"
             )
     return doctype
 
@@ -460,8 +481,7 @@ def _check_mp3(f: BinaryIO, size: int, head: bytes) -> None:
             (declared,) = struct.unpack(">I", frame[46:50])
     if declared and offset + declared > size:
         raise _truncated(
-            f"its MP3 header declares {declared} bytes of audio "
-            f"but the file holds only {size - offset}"
+            f"its MP3 header declares {declared} bytes of audio but the file holds only {size - offset}"
         )
 
 
@@ -480,8 +500,15 @@ def _identify(path: str, kind: str | None, extra: dict) -> AudioInfo:
 
 
 _SNDFILE_FORMATS = {
-    "WAV": "wav", "WAVEX": "wav", "RF64": "wav", "FLAC": "flac", "MP3": "mp3",
-    "AIFF": "aiff", "CAF": "caf", "AU": "au", "W64": "w64",
+    "WAV": "wav",
+    "WAVEX": "wav",
+    "RF64": "wav",
+    "FLAC": "flac",
+    "MP3": "mp3",
+    "AIFF": "aiff",
+    "CAF": "caf",
+    "AU": "au",
+    "W64": "w64",
 }
 
 
@@ -560,8 +587,18 @@ def _probe_ffprobe(ffprobe: str, path: str, extra: dict) -> AudioInfo:
     """Identify the file with ffprobe, then decode its last second with ffmpeg."""
     url = "file:" + path
     proc = _run(
-        [ffprobe, "-v", "error", "-format_whitelist", _FFMPEG_DEMUXERS,
-         "-show_streams", "-show_format", "-of", "json", url]
+        [
+            ffprobe,
+            "-v",
+            "error",
+            "-format_whitelist",
+            _FFMPEG_DEMUXERS,
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+            url,
+        ]
     )
     if proc.returncode != 0:
         raise _refuse("it is not a recognised audio format, or it is damaged", _SUPPORTED_HINT)
@@ -572,20 +609,23 @@ def _probe_ffprobe(ffprobe: str, path: str, extra: dict) -> AudioInfo:
     if not isinstance(data, dict):
         raise _refuse("it could not be analysed")
     streams = [s for s in data.get("streams") or [] if isinstance(s, dict)]
-    container = data.get("format") if isinstance(data.get("format"), dict) else {}
+    container = data.get("format")
+    if not isinstance(container, dict):
+        container = {}
     audio = [s for s in streams if s.get("codec_type") == "audio"]
     video = [
-        s for s in streams
+        s
+        for s in streams
         if s.get("codec_type") == "video"
         and not (s.get("disposition") or {}).get("attached_pic")  # cover art is not video
     ]
     if not audio:
         if video:
-            raise _refuse("it is a video without an audio stream")
+            raise _refuse("it is a video with no audio stream")
         raise _refuse("it contains no audio stream", _SUPPORTED_HINT)
     stream = audio[0]
     index = _to_int(stream.get("index"))
-    codec = stream.get("codec_name")
+    codec = str(stream.get("codec_name") or "")
     sample_rate = _to_int(stream.get("sample_rate"))
     channels = _to_int(stream.get("channels"))
     if not codec or sample_rate <= 0 or channels <= 0:
@@ -613,9 +653,22 @@ def _probe_ffprobe(ffprobe: str, path: str, extra: dict) -> AudioInfo:
 def _duration_from_packets(ffprobe: str, url: str, index: int) -> float:
     """Duration in seconds from the timestamps of the last packets (streams with no declared length)."""
     proc = _run(
-        [ffprobe, "-v", "error", "-format_whitelist", _FFMPEG_DEMUXERS,
-         "-select_streams", str(index), "-read_intervals", "999999999%",
-         "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0", url]
+        [
+            ffprobe,
+            "-v",
+            "error",
+            "-format_whitelist",
+            _FFMPEG_DEMUXERS,
+            "-select_streams",
+            str(index),
+            "-read_intervals",
+            "999999999%",
+            "-show_entries",
+            "packet=pts_time,duration_time",
+            "-of",
+            "csv=p=0",
+            url,
+        ]
     )
     end = 0.0
     for line in proc.stdout.decode("ascii", "replace").splitlines():
@@ -631,9 +684,24 @@ def _check_tail_decodes(url: str, index: int) -> None:
     if ffmpeg is None:
         return  # structural checks only
     proc = _run(
-        [ffmpeg, "-nostdin", "-hide_banner", "-v", "error",
-         "-format_whitelist", _FFMPEG_DEMUXERS, "-sseof", "-1", "-i", url,
-         "-map", f"0:{index}", "-f", "null", "-"]
+        [
+            ffmpeg,
+            "-nostdin",
+            "-hide_banner",
+            "-v",
+            "error",
+            "-format_whitelist",
+            _FFMPEG_DEMUXERS,
+            "-sseof",
+            "-1",
+            "-i",
+            url,
+            "-map",
+            f"0:{index}",
+            "-f",
+            "null",
+            "-",
+        ]
     )
     if proc.returncode != 0 or proc.stderr.strip():
         raise _truncated("its last second of audio cannot be decoded")

@@ -78,5 +78,5 @@ def iso(ts: float | str | None) -> str | None:
     """Unix seconds -> '2026-11-25T08:30:00Z' (None stays None)."""
     if ts is None or ts == "":
         return None
-    t = dt.datetime.fromtimestamp(float(ts), tz=dt.timezone.utc)
+    t = dt.datetime.fromtimestamp(float(ts), tz=dt.UTC)
     return t.isoformat(timespec="seconds").replace("+00:00", "Z")

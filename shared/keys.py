@@ -27,7 +27,7 @@ class ApiKey:
     revoked: bool
 
     def to_dict(self, credits: int | None = None) -> dict:
-        d = {
+        d: dict[str, object] = {
             "id": self.id,
             "name": self.name,
             "plan": self.plan,

@@ -50,6 +50,10 @@ class Settings:
     s3_secure: bool = False
     s3_bucket: str = "audioq"
     s3_region: str = "us-east-1"
+    # Base URL clients use to reach S3 for presigned links (e.g.
+    # "https://files.example.com"), when it differs from AUDIOQ_S3_ENDPOINT
+    # (inside docker compose, "minio:9000" means nothing to a client).
+    s3_public_url: str = ""
     public_url: str = "http://127.0.0.1:8000"
     plans: dict[str, Plan] = field(default_factory=_default_plans)
     # The sweeper runs this often; an asset is refused from expires_at on anyway.
@@ -98,6 +102,7 @@ class Settings:
             s3_secure=_bool(env, "AUDIOQ_S3_SECURE", d.s3_secure),
             s3_bucket=get("S3_BUCKET", d.s3_bucket),
             s3_region=get("S3_REGION", d.s3_region),
+            s3_public_url=get("S3_PUBLIC_URL", "").rstrip("/"),
             public_url=get("PUBLIC_URL", d.public_url).rstrip("/"),
             plans=plans,
             expire_interval_s=_int(env, "AUDIOQ_EXPIRE_INTERVAL_S", d.expire_interval_s),

@@ -15,7 +15,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Protocol
+from urllib.parse import urlsplit
 
 import urllib3
 from minio import Minio
@@ -44,6 +45,10 @@ def asset_id_of(object_name: str) -> str | None:
     return None
 
 
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class StoredObject:
     name: str
@@ -70,6 +75,18 @@ class Storage:
             region=settings.s3_region,
             http_client=http,
         )
+        # Presigning is local computation (no request is made once the region
+        # is known), so links can be signed for the host clients will use.
+        self._signer = self._client
+        if settings.s3_public_url:
+            u = urlsplit(settings.s3_public_url)
+            self._signer = Minio(
+                u.netloc,
+                access_key=settings.s3_access_key,
+                secret_key=settings.s3_secret_key,
+                secure=u.scheme == "https",
+                region=settings.s3_region,
+            )
 
     def ensure_bucket(self) -> None:
         try:
@@ -91,7 +108,7 @@ class Storage:
         except Exception as e:
             raise _wrap(e) from e
 
-    def put_stream(self, name: str, stream: BinaryIO, content_type: str) -> None:
+    def put_stream(self, name: str, stream: Readable, content_type: str) -> None:
         """Upload from a file-like object of unknown length, one part at a time.
 
         Memory is bounded by the part size; a failed upload is aborted by the
@@ -102,7 +119,7 @@ class Storage:
             self._client.put_object(
                 self.bucket,
                 name,
-                stream,
+                stream,  # type: ignore[arg-type]  # minio only calls read()
                 length=-1,
                 part_size=self.part_size,
                 content_type=content_type,
@@ -133,9 +150,11 @@ class Storage:
         """A GET URL valid for ``expires_s`` seconds (clamped to S3's 1 s..7 days),
         served with ``content_type`` when given."""
         seconds = max(1, min(int(expires_s), 7 * 24 * 3600))
-        headers = {"response-content-type": content_type} if content_type else None
+        headers: dict[str, str | list[str] | tuple[str]] | None = (
+            {"response-content-type": content_type} if content_type else None
+        )
         try:
-            return self._client.presigned_get_object(
+            return self._signer.presigned_get_object(
                 self.bucket, name, expires=dt.timedelta(seconds=seconds), response_headers=headers
             )
         except Exception as e:
@@ -166,9 +185,7 @@ class Storage:
         if not names:
             return
         try:
-            errors = list(
-                self._client.remove_objects(self.bucket, (DeleteObject(n) for n in names))
-            )
+            errors = list(self._client.remove_objects(self.bucket, (DeleteObject(n) for n in names)))
         except Exception as e:
             raise _wrap(e) from e
         failed = [e for e in errors if e.code not in _NOT_FOUND]

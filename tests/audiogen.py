@@ -13,7 +13,9 @@ import soundfile as sf
 SR = 44100
 
 
-def tone(seconds: float = 1.0, freq: float = 440.0, sr: int = SR, channels: int = 2, seed: int = 0) -> np.ndarray:
+def tone(
+    seconds: float = 1.0, freq: float = 440.0, sr: int = SR, channels: int = 2, seed: int = 0
+) -> np.ndarray:
     """A sine with a little seeded noise, so different seeds give different bytes."""
     t = np.arange(int(seconds * sr)) / sr
     x = 0.3 * np.sin(2 * np.pi * freq * t)
@@ -25,7 +27,9 @@ def encode(x: np.ndarray, fmt: str, sr: int = SR) -> bytes:
     """Bytes of ``x`` as wav, flac, ogg (libsndfile) or mp3, m4a (ffmpeg)."""
     if fmt in ("wav", "flac", "ogg"):
         buf = io.BytesIO()
-        sf.write(buf, x, sr, format=fmt.upper(), subtype={"wav": "PCM_16", "flac": "PCM_16", "ogg": "VORBIS"}[fmt])
+        sf.write(
+            buf, x, sr, format=fmt.upper(), subtype={"wav": "PCM_16", "flac": "PCM_16", "ogg": "VORBIS"}[fmt]
+        )
         return buf.getvalue()
     with tempfile.TemporaryDirectory() as d:
         src, dst = Path(d) / "in.wav", Path(d) / f"out.{fmt}"

@@ -155,18 +155,20 @@ def worker(stack_env, service_dir, base_settings):
     """A real Celery worker on every queue (prefork, 2 processes)."""
     log = service_dir / "worker.log"
     p = services.spawn(services.celery_worker_cmd(concurrency=2), log, env=_child_env(stack_env), cwd=ROOT)
-    from workers.app import app as celery_app
+    try:
+        from workers.app import app as celery_app
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if p.poll() is not None:
-            pytest.fail(f"celery worker exited: {log.read_text()[-3000:]}")
-        if celery_app.control.ping(timeout=0.5):
-            break
-    else:
-        pytest.fail(f"celery worker did not answer a ping: {log.read_text()[-3000:]}")
-    yield services.Proc("worker", p, {}, log)
-    services.stop_process(p)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if p.poll() is not None:
+                pytest.fail(f"celery worker exited: {log.read_text()[-3000:]}")
+            if celery_app.control.ping(timeout=0.5):
+                break
+        else:
+            pytest.fail(f"celery worker did not answer a ping: {log.read_text()[-3000:]}")
+        yield services.Proc("worker", p, {}, log)
+    finally:
+        services.stop_process(p)
 
 
 @pytest.fixture(scope="session")
@@ -176,7 +178,9 @@ def live_api(stack_env, service_dir):
     Returns its base URL."""
     port = services.free_port()
     log = service_dir / "gunicorn.log"
-    p = services.spawn(services.gunicorn_cmd(f"127.0.0.1:{port}", workers=1), log, env=_child_env(stack_env), cwd=ROOT)
+    p = services.spawn(
+        services.gunicorn_cmd(f"127.0.0.1:{port}", workers=1), log, env=_child_env(stack_env), cwd=ROOT
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

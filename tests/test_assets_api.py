@@ -40,7 +40,9 @@ def error_of(resp) -> dict:
 def test_v1_upload_each_format(client, api_key, encoded, fmt):
     key = api_key()
     data = encoded[fmt]
-    resp = client.post("/v1/assets/upload", data=data, headers={**key.headers, "Content-Type": "application/octet-stream"})
+    resp = client.post(
+        "/v1/assets/upload", data=data, headers={**key.headers, "Content-Type": "application/octet-stream"}
+    )
     assert resp.status_code == 201, resp.get_json()
     body = resp.get_json()
     assert body["asset_id"].startswith("afa_") and len(body["asset_id"]) >= 24
@@ -84,9 +86,9 @@ def test_tasks_upload_each_format(client, api_key, encoded, fmt):
 
 def test_presigned_link_expires_with_asset(client, api_key, settings, storage):
     key = api_key()
-    aid = client.post("/v1/assets/upload", data=wav(), headers={**key.headers, "Content-Type": "audio/wav"}).get_json()[
-        "asset_id"
-    ]
+    aid = client.post(
+        "/v1/assets/upload", data=wav(), headers={**key.headers, "Content-Type": "audio/wav"}
+    ).get_json()["asset_id"]
     link = client.get(f"/assets/{aid}", headers=key.headers).get_json()["link"]
     expires = int(link.split("X-Amz-Expires=")[1].split("&")[0])
     assert 0 < expires <= settings.plan("pro").asset_ttl_s
@@ -107,7 +109,9 @@ def test_dedup_same_owner_extends_expiry(client, api_key, r):
     assert new_exp > db.now() + 6 * 24 * 3600  # a full pro TTL from now
     # the multipart route dedups against the same store
     third = client.post(
-        "/assets", data={"file": (__import__("io").BytesIO(data), "x.wav")}, headers=key.headers,
+        "/assets",
+        data={"file": (__import__("io").BytesIO(data), "x.wav")},
+        headers=key.headers,
         content_type="multipart/form-data",
     )
     assert third.status_code == 200 and third.get_json()["id"] == aid
@@ -126,7 +130,9 @@ def test_dedup_never_across_owners(client, api_key, storage):
 def test_dedup_leaves_one_object(client, api_key, storage):
     key = api_key()
     for _ in range(3):
-        client.post("/v1/assets/upload", data=wav(seed=3), headers={**key.headers, "Content-Type": "audio/wav"})
+        client.post(
+            "/v1/assets/upload", data=wav(seed=3), headers={**key.headers, "Content-Type": "audio/wav"}
+        )
     assert len(list(storage.list())) == 1
 
 
@@ -161,7 +167,11 @@ def test_pagination_three_pages(client, api_key, upload):
 def test_listing_is_per_owner(client, api_key, upload):
     a, b = api_key(), api_key()
     upload(a, wav(seed=5))
-    assert client.get("/v1/assets", headers=b.headers).get_json() == {"items": [], "next_cursor": None, "count": 0}
+    assert client.get("/v1/assets", headers=b.headers).get_json() == {
+        "items": [],
+        "next_cursor": None,
+        "count": 0,
+    }
 
 
 @pytest.mark.parametrize("q", ["limit=0", "limit=201", "limit=abc", "cursor=afa_nope"])
@@ -194,9 +204,15 @@ def test_cross_tenant_is_404_like_missing(client, api_key, upload):
     other = client.get(f"/v1/assets/{aid}", headers=b.headers)
     missing = client.get("/v1/assets/afa_doesnotexist00000000000", headers=b.headers)
     assert other.status_code == missing.status_code == 404
-    assert other.get_json() == missing.get_json() == {
-        "statusCode": 404, "error": "Not Found", "message": "Cannot find asset",
-    }
+    assert (
+        other.get_json()
+        == missing.get_json()
+        == {
+            "statusCode": 404,
+            "error": "Not Found",
+            "message": "Cannot find asset",
+        }
+    )
     assert client.get(f"/assets/{aid}", headers=b.headers).get_json() == missing.get_json()
 
 
@@ -240,7 +256,9 @@ def test_truncated_audio_refused(client, api_key, storage, r):
     for fmt in ("wav", "flac"):
         data = encode(tone(2.0), fmt)
         resp = client.post(
-            "/v1/assets/upload", data=data[: len(data) // 2], headers={**key.headers, "Content-Type": "audio/wav"}
+            "/v1/assets/upload",
+            data=data[: len(data) // 2],
+            headers={**key.headers, "Content-Type": "audio/wav"},
         )
         assert resp.status_code == 415, (fmt, resp.get_json())
         error_of(resp)
@@ -250,9 +268,15 @@ def test_truncated_audio_refused(client, api_key, storage, r):
 @pytest.mark.parametrize(
     "body,ctype",
     [
-        (b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF", "multipart/form-data; boundary=xyz"),
+        (
+            b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\nRIFF',
+            "multipart/form-data; boundary=xyz",
+        ),
         (b"garbage without boundaries", "multipart/form-data; boundary=xyz"),
-        (b"--xyz\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nhello\r\n--xyz--\r\n", "multipart/form-data; boundary=xyz"),
+        (
+            b'--xyz\r\nContent-Disposition: form-data; name="other"\r\n\r\nhello\r\n--xyz--\r\n',
+            "multipart/form-data; boundary=xyz",
+        ),
         (b"whatever", "multipart/form-data"),
     ],
 )
@@ -282,7 +306,9 @@ def test_oversized_declared_length_is_413(client, api_key, storage, settings):
 
 def test_upload_needs_credits_unless_enterprise(client, api_key):
     broke = api_key(plan="pro", credits=0)
-    resp = client.post("/v1/assets/upload", data=wav(), headers={**broke.headers, "Content-Type": "audio/wav"})
+    resp = client.post(
+        "/v1/assets/upload", data=wav(), headers={**broke.headers, "Content-Type": "audio/wav"}
+    )
     assert resp.status_code == 400
     assert error_of(resp)["message"] == "Insufficient credits"
     rich = api_key(plan="enterprise", credits=0)

@@ -10,7 +10,9 @@ from shared import keys
 
 
 def test_keys_create_list_credit_revoke(stack_env, client, r):
-    out = run_cli(stack_env, "keys", "create", "--plan", "pro", "--credits", "12000", "--name", "acme", "--json")
+    out = run_cli(
+        stack_env, "keys", "create", "--plan", "pro", "--credits", "12000", "--name", "acme", "--json"
+    )
     assert out.returncode == 0, out.stderr
     made = json.loads(out.stdout)
     assert made["plan"] == "pro" and made["credits"] == 12000 and made["key"].startswith("aq_")

@@ -23,9 +23,9 @@ def short_ttl_app(settings, clean):
 def test_expired_asset_is_404_before_the_sweeper_runs(short_ttl_app, api_key):
     c = short_ttl_app.test_client()
     key = api_key()
-    aid = c.post("/v1/assets/upload", data=wav(), headers={**key.headers, "Content-Type": "audio/wav"}).get_json()[
-        "asset_id"
-    ]
+    aid = c.post(
+        "/v1/assets/upload", data=wav(), headers={**key.headers, "Content-Type": "audio/wav"}
+    ).get_json()["asset_id"]
     assert c.get(f"/v1/assets/{aid}", headers=key.headers).status_code == 200
     time.sleep(1.1)
     assert c.get(f"/v1/assets/{aid}", headers=key.headers).status_code == 404
@@ -33,7 +33,11 @@ def test_expired_asset_is_404_before_the_sweeper_runs(short_ttl_app, api_key):
 
 
 def _app_keys(r) -> list[str]:
-    return sorted(k for k in r.keys(db.PREFIX + "*") if not k.startswith((db.PREFIX + "key", db.PREFIX + "apikey", db.PREFIX + "credits")))
+    return sorted(
+        k
+        for k in r.keys(db.PREFIX + "*")
+        if not k.startswith((db.PREFIX + "key", db.PREFIX + "apikey", db.PREFIX + "credits"))
+    )
 
 
 def test_sweeper_task_empties_redis_and_s3(short_ttl_app, api_key, r, storage, worker):
@@ -73,7 +77,11 @@ def test_concurrent_sweepers_remove_each_asset_once(client, api_key, r, storage)
 
     key = api_key()
     for seed in range(6):
-        client.post("/v1/assets/upload", data=wav(0.2, seed=seed), headers={**key.headers, "Content-Type": "audio/wav"})
+        client.post(
+            "/v1/assets/upload",
+            data=wav(0.2, seed=seed),
+            headers={**key.headers, "Content-Type": "audio/wav"},
+        )
     later = db.now() + 30 * 86400
     with ThreadPoolExecutor(4) as ex:
         counts = list(ex.map(lambda _: assets.expire_due(r, storage, now=later), range(4)))
@@ -95,7 +103,9 @@ def test_reconcile_removes_orphans_only_after_grace(client, api_key, r, storage,
     import io
 
     key = api_key()
-    live = client.post("/v1/assets/upload", data=wav(seed=11), headers={**key.headers, "Content-Type": "audio/wav"}).get_json()["asset_id"]
+    live = client.post(
+        "/v1/assets/upload", data=wav(seed=11), headers={**key.headers, "Content-Type": "audio/wav"}
+    ).get_json()["asset_id"]
     storage.put_stream("originals/afa_orphan0000000000000000", io.BytesIO(b"o"), "audio/wav")
     storage.put_stream("derived/afa_orphan0000000000000000/x.mid", io.BytesIO(b"o"), "audio/midi")
     storage.put_stream("unrelated/readme.txt", io.BytesIO(b"o"), "text/plain")

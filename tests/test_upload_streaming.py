@@ -38,7 +38,9 @@ def test_chunked_upload_streams_through_gunicorn(live_api, api_key, storage):
     key = api_key()
     data = wav(3.0, seed=21)
     status, body = _send_chunked(
-        _conn(live_api), "/v1/assets/upload", {**key.headers, "Content-Type": "audio/wav"},
+        _conn(live_api),
+        "/v1/assets/upload",
+        {**key.headers, "Content-Type": "audio/wav"},
         (data[i : i + 65536] for i in range(0, len(data), 65536)),
     )
     assert status == 201, body
@@ -73,7 +75,7 @@ def test_oversized_multipart_is_413_and_stores_nothing(live_api, api_key, storag
     key = api_key(plan="basic")
     boundary = "audioqboundary"
     head = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n'
         "Content-Type: audio/wav\r\n\r\n"
     ).encode()
 
@@ -83,8 +85,10 @@ def test_oversized_multipart_is_413_and_stores_nothing(live_api, api_key, storag
             yield b"\0" * MB
 
     status, body = _send_chunked(
-        _conn(live_api), "/assets",
-        {**key.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"}, chunks(),
+        _conn(live_api),
+        "/assets",
+        {**key.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        chunks(),
     )
     assert status == 413, body
     assert list(storage.list()) == []
