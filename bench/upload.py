@@ -299,7 +299,8 @@ def run(reps: int, tmp: Path) -> dict:
                 rss_runs.append(a["rss"]["growth_mb"])
                 log(
                     f"  {size_mb} MB #{i + 1}: API {a['mb_s']:.1f} MB/s ({a['seconds']:.2f} s, "
-                    f"worker RSS +{a['rss']['growth_mb']} MB), direct {d['mb_s']:.1f} MB/s ({d['seconds']:.2f} s)"
+                    f"worker RSS +{a['rss']['growth_mb']} MB), "
+                    f"direct {d['mb_s']:.1f} MB/s ({d['seconds']:.2f} s)"
                 )
             api_med, direct_med = statistics.median(api_runs), statistics.median(direct_runs)
             sizes.append(
