@@ -105,3 +105,23 @@ def test_declared_oversize_refused_before_body(live_api, api_key):
     resp = conn.getresponse()
     assert resp.status == 413
     assert json.loads(resp.read())["statusCode"] == 413
+
+
+def test_concurrent_identical_uploads_make_one_asset(live_api, api_key, storage, r):
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = api_key()
+    data = wav(2.0, seed=77)
+
+    def post(_):
+        conn = _conn(live_api)
+        conn.request("POST", "/v1/assets/upload", body=data, headers={**key.headers, "Content-Type": "audio/wav"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())["asset_id"]
+
+    with ThreadPoolExecutor(6) as ex:
+        results = list(ex.map(post, range(6)))
+    assert sorted(s for s, _ in results).count(201) == 1, results
+    assert {a for _, a in results} == {results[0][1]}
+    assert [o.name for o in storage.list()] == [f"originals/{results[0][1]}"]
+    assert len(r.keys(db.PREFIX + "asset:*")) == 1
