@@ -40,6 +40,28 @@ def _default_plans() -> dict[str, Plan]:
     }
 
 
+DEFAULT_COSTS = {
+    "bpm": 1,
+    "key": 1,
+    "lufs": 1,
+    "key-bpm": 2,
+    "beatgrid": 2,
+    "chords": 3,
+    "pitch": 3,
+    "identify": 2,
+    "analyze/upload": 6,
+    "master": 10,
+    "separate/2stem": 20,
+    "separate/4stem": 30,
+    "transcribe": 10,
+    "segment-transcribe": 12,
+}
+
+
+def cost_env_name(op: str) -> str:
+    return "AUDIOQ_COST_" + op.upper().replace("-", "_").replace("/", "_")
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -63,8 +85,16 @@ class Settings:
     # has its object before its metadata.
     reconcile_grace_s: int = 3600
     # Multipart part size when streaming uploads to S3 (bounded upload memory).
-    upload_part_bytes: int = 8 * MB
+    upload_part_bytes: int = 5 * MB
     log_level: str = "INFO"
+    # Fast operations answer synchronously, waiting up to this long for the job.
+    sync_wait_s: float = 15.0
+    # Credits per operation (AUDIOQ_COST_<OP>, e.g. AUDIOQ_COST_KEY_BPM).
+    costs: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_COSTS))
+    # Finished job records are kept this long.
+    job_ttl_s: int = 7 * DAY
+    # A queued job that no worker picked up by then is failed and refunded.
+    job_queue_timeout_s: int = 6 * HOUR
 
     @property
     def effective_broker_url(self) -> str:
@@ -108,8 +138,12 @@ class Settings:
             expire_interval_s=_int(env, "AUDIOQ_EXPIRE_INTERVAL_S", d.expire_interval_s),
             reconcile_interval_s=_int(env, "AUDIOQ_RECONCILE_INTERVAL_S", d.reconcile_interval_s),
             reconcile_grace_s=_int(env, "AUDIOQ_RECONCILE_GRACE_S", d.reconcile_grace_s),
-            upload_part_bytes=max(5 * MB, _int(env, "AUDIOQ_UPLOAD_PART_MB", 8) * MB),
+            upload_part_bytes=max(5 * MB, _int(env, "AUDIOQ_UPLOAD_PART_MB", 5) * MB),
             log_level=get("LOG_LEVEL", d.log_level).upper(),
+            sync_wait_s=_float(env, "AUDIOQ_SYNC_WAIT_S", d.sync_wait_s),
+            costs={op: _int(env, cost_env_name(op), c) for op, c in DEFAULT_COSTS.items()},
+            job_ttl_s=_int(env, "AUDIOQ_JOB_TTL_S", d.job_ttl_s),
+            job_queue_timeout_s=_int(env, "AUDIOQ_JOB_QUEUE_TIMEOUT_S", d.job_queue_timeout_s),
         )
         return s
 
@@ -129,6 +163,16 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
 _TRUE = {"1", "true", "yes", "on"}

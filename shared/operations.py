@@ -1,0 +1,119 @@
+"""The catalogue of processing operations: one entry per operation.
+
+Adding an operation means one entry here and one task function in
+``workers/tasks/`` (decorated with ``workers.runner.job_task(op_name)``); the
+routes, validation, credits, caching and job lifecycle are generic.
+
+An entry says: the route name (``POST /v1/{name}``), the Celery task and
+queue, whether the operation answers synchronously by default, its options
+schema, its algorithm version (part of the result-cache key: bump it when
+results change) and its time limits. Credit costs live in settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shared.errors import ApiError
+
+
+@dataclass(frozen=True)
+class Option:
+    type: type  # float, int, str or bool
+    default: object
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None
+    help: str = ""
+
+    def parse(self, op: str, name: str, raw: object) -> object:
+        """Validate one value (from JSON, or a string from the query string)."""
+        where = f"Option {name!r} of {op}"
+        value: object
+        try:
+            if self.type is bool:
+                if isinstance(raw, bool):
+                    value = raw
+                elif isinstance(raw, str) and raw.lower() in ("true", "false", "1", "0"):
+                    value = raw.lower() in ("true", "1")
+                else:
+                    raise ValueError
+            elif self.type in (int, float):
+                if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+                    raise ValueError
+                value = self.type(raw)
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ValueError
+                if self.type is int and isinstance(raw, float) and not raw.is_integer():
+                    raise ValueError
+            else:
+                if not isinstance(raw, str):
+                    raise ValueError
+                value = raw
+        except (ValueError, TypeError):
+            raise ApiError(400, f"{where} must be a {self.type.__name__}") from None
+        if self.choices is not None and value not in self.choices:
+            raise ApiError(400, f"{where} must be one of {', '.join(self.choices)}")
+        if self.min is not None and value < self.min:  # type: ignore[operator]
+            raise ApiError(400, f"{where} must be at least {self.min}")
+        if self.max is not None and value > self.max:  # type: ignore[operator]
+            raise ApiError(400, f"{where} must be at most {self.max}")
+        return value
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str  # route and job "op": POST /v1/{name}
+    task: str  # Celery task name
+    queue: str  # analysis | heavy
+    sync: bool  # answer synchronously by default (fast operations)
+    version: str  # algorithm version, part of the cache key
+    soft_time_limit: int  # seconds; the job fails with a refund past it
+    time_limit: int  # hard limit: the worker process is killed
+    options: Mapping[str, Option] = field(default_factory=dict)
+
+    def parse_options(self, raw: Mapping[str, object]) -> dict[str, object]:
+        unknown = sorted(set(raw) - set(self.options))
+        if unknown:
+            allowed = ", ".join(sorted(self.options)) or "none"
+            raise ApiError(400, f"Unknown option {unknown[0]!r} for {self.name}; allowed: {allowed}")
+        out = {name: opt.default for name, opt in self.options.items()}
+        for name, value in raw.items():
+            out[name] = self.options[name].parse(self.name, name, value)
+        return out
+
+    def cache_key(self, sha256: str, options: Mapping[str, object]) -> str:
+        """Results are cached by (sha256, operation, options, algorithm version)."""
+        canon = json.dumps(options, sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(f"{self.name}|{self.version}|{canon}".encode()).hexdigest()[:32]
+        return f"{sha256}:{digest}"
+
+
+def _fast(name: str, task: str, version: str, **options: Option) -> Operation:
+    return Operation(name, task, "analysis", True, version, 120, 150, options)
+
+
+OPERATIONS: dict[str, Operation] = {
+    op.name: op
+    for op in [
+        _fast("bpm", "audioq.analysis.analyze_tempo", "tempo-1"),
+        _fast("key", "audioq.analysis.analyze_key", "key-1"),
+        _fast("lufs", "audioq.analysis.measure_loudness", "loudness-1"),
+        _fast("key-bpm", "audioq.analysis.analyze_key_tempo", "keytempo-1"),
+    ]
+}
+
+
+def get(name: str) -> Operation:
+    try:
+        return OPERATIONS[name]
+    except KeyError:
+        raise ApiError(404, f"Unknown operation {name!r}") from None
+
+
+def longest_time_limit() -> int:
+    return max(op.time_limit for op in OPERATIONS.values())
