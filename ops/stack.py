@@ -127,7 +127,7 @@ def up(root: Path, data: Path, ports: dict[str, int], workers: int = 2) -> int:
         f"""
 audioq is running ({time.monotonic() - started:.1f} s to ready)
 
-  API        {public_url}
+  API        {public_url}   (docs: {public_url}/docs)
   Flower     http://127.0.0.1:{ports["flower"]}
   Redis      redis://127.0.0.1:{ports["redis"]}   S3  http://127.0.0.1:{ports["s3"]}
   data/logs  {data}

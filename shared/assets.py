@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import redis
 
-from shared import audio, db, ids
+from shared import audio, db, ids, jobs
 from shared.errors import ApiError
 from shared.keys import ApiKey
 from shared.settings import Settings
@@ -359,13 +359,14 @@ if redis.call('GET', shakey) == id then redis.call('DEL', shakey) end
 redis.call('ZREM', prefix .. 'owner:' .. owner .. ':assets', id)
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], id)
-return 1
+return sha
 """
 
 
 def expire_due(r: redis.Redis, storage: Storage, *, now: float | None = None, batch: int = 500) -> int:
     """Delete every asset whose ``expires_at`` has passed: metadata first
-    (atomically, re-checking the expiry), then its objects. Safe to run
+    (atomically, re-checking the expiry), then its objects and the cached
+    results computed from its bytes. Safe to run
     concurrently and repeatedly: each asset is removed by whoever wins the Lua
     check, object deletion is idempotent, and what a crash leaves is swept by
     :func:`reconcile`. Returns the number of assets removed."""
@@ -376,8 +377,10 @@ def expire_due(r: redis.Redis, storage: Storage, *, now: float | None = None, ba
         if not due:
             return removed
         for asset_id in due:
-            if r.eval(_EXPIRE, 2, db.asset_key(asset_id), db.EXPIRY_INDEX, db.PREFIX, asset_id, repr(t)):
+            sha = r.eval(_EXPIRE, 2, db.asset_key(asset_id), db.EXPIRY_INDEX, db.PREFIX, asset_id, repr(t))
+            if sha:
                 storage.delete_asset_objects(asset_id)
+                jobs.drop_cache(r, sha)
                 removed += 1
         if len(due) < batch:
             return removed

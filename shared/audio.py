@@ -44,11 +44,12 @@ import subprocess
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import numpy as np
 import soundfile
 
 from shared.errors import ApiError
 
-__all__ = ["EXTENSION_MIME", "AudioInfo", "probe"]
+__all__ = ["EXTENSION_MIME", "AudioInfo", "decode", "probe"]
 
 log = logging.getLogger(__name__)
 
@@ -725,3 +726,35 @@ def _ffprobe_format(format_name: str, codec: str, has_video: bool, extra: dict) 
     if first == "mpc8":
         return "mpc"
     return first or codec
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def decode(path: str | os.PathLike, info: AudioInfo) -> tuple[np.ndarray, int]:
+    """Decode a probed file to float32 samples, shape (frames, channels), at
+    its native sample rate. libsndfile where it can read the format (no
+    subprocess), ffmpeg otherwise. Raises ApiError(422) if decoding fails."""
+    p = os.fspath(path)
+    if info.format in ("wav", "flac", "ogg", "mp3", "aiff", "w64", "au", "caf"):
+        try:
+            x, sr = soundfile.read(p, dtype="float32", always_2d=True)
+            return x, int(sr)
+        except (soundfile.LibsndfileError, RuntimeError, ValueError) as exc:
+            log.info("libsndfile could not decode %s (%s); trying ffmpeg", p, exc)
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise ApiError(422, "This audio format cannot be decoded on this server (ffmpeg is missing)")
+    cmd = [
+        ffmpeg, "-nostdin", "-v", "error", "-format_whitelist", _FFMPEG_DEMUXERS,
+        "-i", p, "-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le",
+        "-ac", str(info.channels), "-ar", str(info.sample_rate), "pipe:1",
+    ]  # fmt: skip
+    try:
+        out = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=600, check=False)
+    except subprocess.TimeoutExpired:
+        raise ApiError(422, "Decoding the audio took too long") from None
+    if out.returncode != 0 or not out.stdout:
+        raise ApiError(422, f"The audio could not be decoded ({out.stderr.decode(errors='replace')[-200:]})")
+    x = np.frombuffer(out.stdout, dtype=np.float32).reshape(-1, info.channels)
+    return x, info.sample_rate

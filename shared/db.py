@@ -14,6 +14,13 @@ two never share a keyspace.
 | aq:owner:{key_id}:assets         | zset   | none                | assets.register (by created_at)|
 | aq:owner:{key_id}:sha:{sha256}   | string | none (swept)        | assets.register (dedup)        |
 | aq:expiry                        | zset   | none                | assets.register (by expires_at)|
+| aq:job:{job_id}                  | hash   | job TTL once final  | jobs.submit / transitions      |
+| aq:owner:{key_id}:jobs           | zset   | none (pruned lazily)| jobs.submit (by created_at)    |
+| aq:jobs:active                   | zset   | none                | jobs (id by deadline)          |
+| aq:cache:{sha256}:{digest}       | string | source asset's life | jobs.complete (result JSON)    |
+| aq:cacheidx:{sha256}             | set    | source asset's life | jobs.complete (cache keys)     |
+| aq:idem:{key_id}:{idem key}      | string | 24 h                | jobs.submit ("job_id|fp")      |
+| aq:jobdone:{job_id}              | pubsub | -                   | job transitions (wakes waiters)|
 
 Times are stored as Unix seconds (float); the API renders them as ISO 8601 UTC.
 """
@@ -58,6 +65,29 @@ def owner_sha_key(key_id: str, sha256: str) -> str:
 
 
 EXPIRY_INDEX = f"{PREFIX}expiry"
+
+
+def job_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}"
+
+
+def owner_jobs_key(key_id: str) -> str:
+    return f"{PREFIX}owner:{key_id}:jobs"
+
+
+ACTIVE_JOBS = f"{PREFIX}jobs:active"
+
+
+def cache_key(digest: str) -> str:
+    return f"{PREFIX}cache:{digest}"
+
+
+def cache_index_key(sha256: str) -> str:
+    return f"{PREFIX}cacheidx:{sha256}"
+
+
+def idempotency_key(key_id: str, key: str) -> str:
+    return f"{PREFIX}idem:{key_id}:{key}"
 
 
 def connect(settings: Settings) -> redis.Redis:

@@ -39,9 +39,9 @@ class StorageError(ApiError):
         super().__init__(503, message)
 
 
-class ObjectNotFound(StorageError):
-    """An object the caller expected is not in the bucket."""
+class ObjectNotFound(ApiError):
+    """An object that should be in the bucket is not (not a transient failure)."""
 
     def __init__(self, name: str) -> None:
-        ApiError.__init__(self, 404, f"Cannot find stored object {name}")
+        super().__init__(404, f"Cannot find stored object {name}")
         self.name = name

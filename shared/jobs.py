@@ -135,10 +135,10 @@ redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
 if ARGV[7] ~= '' then redis.call('ZADD', KEYS[5], ARGV[7], ARGV[3]) end
 if ARGV[6] == '1' then
-  redis.call('SET', KEYS[4], ARGV[3] .. '|' .. ARGV[5], 'EX', %d)
+  redis.call('SET', KEYS[4], ARGV[3] .. '|' .. ARGV[5], 'EX', IDEM_TTL)
 end
 return {1, tostring(bal)}
-""" % IDEMPOTENCY_TTL_S
+""".replace("IDEM_TTL", str(IDEMPOTENCY_TTL_S))
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,9 @@ def submit(
     flat: list[str] = []
     for k, v in fields.items():
         flat += [k, v]
-    idem_key = db.idempotency_key(owner, idempotency_key) if idempotency_key else db.idempotency_key(owner, "-")
+    idem_key = (
+        db.idempotency_key(owner, idempotency_key) if idempotency_key else db.idempotency_key(owner, "-")
+    )
     code, value = r.eval(
         _SUBMIT,
         5,
@@ -248,7 +250,9 @@ def get(r: redis.Redis, owner: str, job_id: str) -> Job:
     return job
 
 
-def list_for_owner(r: redis.Redis, owner: str, *, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
+def list_for_owner(
+    r: redis.Redis, owner: str, *, limit: int, cursor: str | None
+) -> tuple[list[Job], str | None]:
     """Newest first; ``cursor`` = last job id of the previous page (exclusive)."""
     zkey = db.owner_jobs_key(owner)
     start = 0
@@ -394,11 +398,15 @@ def fail(r: redis.Redis, job: Job, error: ApiError, *, refund: bool, ttl: int) -
 def cancel(r: redis.Redis, job: Job, *, ttl: int) -> str:
     """Returns the status the job had ('was_queued' / 'was_running'), or
     raises 409 when it had already finished."""
-    out = r.eval(_CANCEL, 3, db.job_key(job.id), db.ACTIVE_JOBS, db.credits_key(job.owner), job.id, repr(db.now()), ttl)
+    out = r.eval(
+        _CANCEL, 3, db.job_key(job.id), db.ACTIVE_JOBS, db.credits_key(job.owner), job.id, repr(db.now()), ttl
+    )
     if out == "missing":
         raise ApiError(404, NOT_FOUND)
     if not str(out).startswith("was_"):
-        raise ApiError(409, f"The job has already finished ({out}); only queued or running jobs can be cancelled")
+        raise ApiError(
+            409, f"The job has already finished ({out}); only queued or running jobs can be cancelled"
+        )
     return str(out)
 
 

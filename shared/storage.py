@@ -207,8 +207,8 @@ class Storage:
         self.delete_many(names)
 
 
-def _wrap(e: Exception, name: str | None = None) -> StorageError:
-    if isinstance(e, StorageError):
+def _wrap(e: Exception, name: str | None = None) -> StorageError | ObjectNotFound:
+    if isinstance(e, (StorageError, ObjectNotFound)):
         return e
     if isinstance(e, S3Error):
         if name and e.code in _NOT_FOUND:

@@ -65,3 +65,16 @@ def test_readyz_reports_a_dead_redis(settings, clean):
     app = create_app(settings.replace(redis_url="redis://127.0.0.1:1/0"))
     resp = app.test_client().get("/readyz")
     assert resp.status_code == 503 and "redis" in resp.get_json()["message"]
+
+
+def test_openapi_lists_every_route_and_operation(client):
+    from shared import operations
+
+    spec = client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    for op in operations.OPERATIONS:
+        assert f"/v1/{op}" in spec["paths"]
+    for path in ("/v1/assets/upload", "/assets", "/v1/jobs/{id}", "/readyz"):
+        assert path in spec["paths"]
+    page = client.get("/docs")
+    assert page.status_code == 200 and b"/v1/bpm" in page.data

@@ -115,7 +115,9 @@ def test_concurrent_identical_uploads_make_one_asset(live_api, api_key, storage,
 
     def post(_):
         conn = _conn(live_api)
-        conn.request("POST", "/v1/assets/upload", body=data, headers={**key.headers, "Content-Type": "audio/wav"})
+        conn.request(
+            "POST", "/v1/assets/upload", body=data, headers={**key.headers, "Content-Type": "audio/wav"}
+        )
         resp = conn.getresponse()
         return resp.status, json.loads(resp.read())["asset_id"]
 

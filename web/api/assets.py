@@ -9,47 +9,16 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request
 from werkzeug.http import parse_options_header
 
-from shared import assets, db, keys
+from shared import assets, db
 from shared.errors import ApiError
-from web import auth, services
+from web import auth, params, services, uploads
 from web.multipart import file_field
 
 bp = Blueprint("assets", __name__)
 bp.before_request(auth.require_key)
 
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
 # Room for multipart boundaries and part headers on top of the file itself.
 MULTIPART_OVERHEAD = 64 * 1024
-
-
-def _check_can_upload(max_body: int) -> None:
-    svc = services.get()
-    declared = request.content_length
-    if declared is not None and declared > max_body:
-        plan = svc.settings.plan(g.key.plan)
-        raise ApiError(
-            413,
-            f"The upload is larger than your plan allows ({plan.max_upload_bytes // (1024 * 1024)} MB)",
-        )
-    if not keys.can_upload(svc.redis, svc.settings, g.key):
-        raise ApiError(400, "Insufficient credits")
-
-
-def _store(read, name: str):
-    svc = services.get()
-    return assets.store_upload(svc.redis, svc.storage, svc.settings, g.key, read, name=name)
-
-
-def _pagination() -> tuple[int, str | None]:
-    raw = request.args.get("limit", str(DEFAULT_LIMIT))
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise ApiError(400, f"limit must be an integer between 1 and {MAX_LIMIT}") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ApiError(400, f"limit must be an integer between 1 and {MAX_LIMIT}")
-    return limit, request.args.get("cursor") or None
 
 
 # ----------------------------------------------------------------- v1 dialect
@@ -57,14 +26,12 @@ def _pagination() -> tuple[int, str | None]:
 
 @bp.post("/v1/assets/upload")
 def upload_v1():
-    ctype = request.mimetype or ""
-    if not (ctype.startswith("audio/") or ctype == "application/octet-stream"):
+    if not uploads.is_audio_body(request.mimetype or ""):
         raise ApiError(
             415, "Send the audio file's bytes with Content-Type audio/* or application/octet-stream"
         )
-    svc = services.get()
-    _check_can_upload(svc.settings.plan(g.key.plan).max_upload_bytes)
-    asset, created = _store(request.stream.read, request.args.get("name", ""))
+    uploads.admit()
+    asset, created = uploads.store(request.stream.read, name=request.args.get("name", ""))
     body = {k: v for k, v in asset.to_v1().items() if k in ("asset_id", "sha256", "size_bytes", "expires_at")}
     body.update(content_type=asset.content_type, format=asset.format, duration_s=round(asset.duration_s, 3))
     return jsonify(body), 201 if created else 200
@@ -72,7 +39,7 @@ def upload_v1():
 
 @bp.get("/v1/assets")
 def list_v1():
-    limit, cursor = _pagination()
+    limit, cursor = params.pagination()
     page, next_cursor = assets.list_for_owner(services.get().redis, g.key.id, limit=limit, cursor=cursor)
     return jsonify({"items": [a.to_v1() for a in page], "next_cursor": next_cursor, "count": len(page)})
 
@@ -101,16 +68,15 @@ def upload_tasks():
     boundary = opts.get("boundary")
     if not boundary:
         raise ApiError(400, "Malformed multipart/form-data body: the Content-Type has no boundary")
-    svc = services.get()
-    _check_can_upload(svc.settings.plan(g.key.plan).max_upload_bytes + MULTIPART_OVERHEAD)
+    uploads.admit(overhead=MULTIPART_OVERHEAD)
     filename, _part_type, chunks = file_field(request.stream.read, boundary)
-    asset, created = _store(assets.IterReader(chunks).read, filename)
+    asset, created = uploads.store(assets.IterReader(chunks).read, name=filename)
     return jsonify(_tasks_view(asset, link=True)), 201 if created else 200
 
 
 @bp.get("/assets")
 def list_tasks():
-    limit, cursor = _pagination()
+    limit, cursor = params.pagination()
     page, _ = assets.list_for_owner(services.get().redis, g.key.id, limit=limit, cursor=cursor)
     return jsonify([_tasks_view(a, link=False) for a in page])
 

@@ -6,7 +6,7 @@ import logging
 
 import redis
 
-from shared import assets
+from shared import assets, jobs
 from shared.errors import StorageError
 from workers import context
 from workers.app import app
@@ -49,4 +49,22 @@ def reconcile_storage() -> int:
     n = assets.reconcile(ctx.redis, ctx.storage, ctx.settings)
     if n:
         log.info("reconciled away %d orphan objects", n)
+    return n
+
+
+@app.task(
+    name="audioq.maintenance.fail_overdue_jobs",
+    acks_late=True,
+    soft_time_limit=120,
+    time_limit=150,
+    autoretry_for=_TRANSIENT,
+    retry_backoff=True,
+    max_retries=3,
+)
+def fail_overdue_jobs() -> int:
+    """No job stays queued or running forever: past its deadline it fails, refunded."""
+    ctx = context.get()
+    n = jobs.fail_overdue(ctx.redis, ttl=ctx.settings.job_ttl_s)
+    if n:
+        log.warning("failed %d overdue jobs", n)
     return n

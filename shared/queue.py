@@ -1,0 +1,56 @@
+"""The Celery configuration, in one place, for both sides.
+
+``workers.app`` builds the worker's app from it; the web side builds a
+client-only app from it to enqueue by task name (it never imports workers).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from shared import operations
+from shared.settings import Settings
+
+QUEUES = ("analysis", "heavy", "maintenance")
+
+
+def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:
+    app = Celery("audioq", broker=settings.effective_broker_url, include=include or [])
+    app.conf.update(
+        # JSON only: tasks take ids, never bytes or pickled objects.
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # Job state lives in the application Redis; Celery keeps no results,
+        # so there is one source of truth.
+        task_ignore_result=True,
+        # Acknowledged only when finished: if a worker process dies, the task
+        # is redelivered (tasks are safe to run twice).
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        # Longer than any task's hard time limit, or the broker would hand a
+        # still-running task to a second worker.
+        broker_transport_options={"visibility_timeout": max(2 * 3600, 2 * operations.longest_time_limit())},
+        broker_connection_retry_on_startup=True,
+        task_default_queue="analysis",
+        task_routes={"audioq.maintenance.*": {"queue": "maintenance"}},
+        worker_hijack_root_logger=False,
+        # Flower needs task events.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        timezone="UTC",
+    )
+    return app
+
+
+def enqueue(app: Celery, op: operations.Operation, job_id: str, trace_id: str) -> None:
+    """Send a job to its queue, with the operation's time limits."""
+    app.send_task(
+        op.task,
+        args=[job_id],
+        queue=op.queue,
+        soft_time_limit=op.soft_time_limit,
+        time_limit=op.time_limit,
+        headers={"trace_id": trace_id},
+    )

@@ -1,0 +1,265 @@
+"""Synthetic music with a known tempo and key, for the DSP tests and benchmarks.
+
+Everything is deterministic from ``seed`` and fast (a 30 s drum track takes a
+few milliseconds): sounds are rendered once per call and added at
+sample-exact positions, so a non-integer tempo such as 97.5 BPM does not
+drift over the track.
+
+* :func:`drum_pattern` — kick (pitch-swept decaying sine), snare (noise burst +
+  tone), hi-hat (high-passed short noise) in a named pattern.
+* :func:`chord_progression` — triads and a bass line built from additive
+  partials that decay (not pure sines), optionally over drums.
+
+All functions return float32 mono in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from scipy import signal
+
+SR = 22050
+PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+# Onset positions in beats within a 4-beat bar, with velocities. Hats on "8ths"
+# are at every half beat; swing moves the off-beat 8th to the last triplet
+# (2/3 of the beat), the usual jazz/shuffle ratio.
+_EIGHTHS = [i / 2 for i in range(8)]
+_SIXTEENTHS = [i / 4 for i in range(16)]
+_SWUNG = [b + s for b in range(4) for s in (0.0, 2 / 3)]
+
+PATTERNS: dict[str, dict[str, list[tuple[float, float]]]] = {
+    # Backbeat: kick on 1 and 3 (plus the "and" of 3), snare on 2 and 4.
+    "rock": {
+        "kick": [(0, 1.0), (2, 1.0), (2.5, 0.7)],
+        "snare": [(1, 1.0), (3, 1.0)],
+        "hat": [(p, 0.8 if p % 1 == 0 else 0.55) for p in _EIGHTHS],
+    },
+    # House/techno: kick on every beat, clap on 2 and 4, open hat off-beat,
+    # quiet closed hats on 16ths.
+    "four_on_floor": {
+        "kick": [(b, 1.0) for b in range(4)],
+        "snare": [(1, 0.7), (3, 0.7)],
+        "hat": [(b + 0.5, 0.8) for b in range(4)] + [(p, 0.25) for p in _SIXTEENTHS if p % 0.5 != 0],
+        "open_hat": [(b + 0.5, 0.5) for b in range(4)],
+    },
+    # Swung 8ths on the hats (triplet feel), kick 1 and 3, snare 2 and 4 with a
+    # ghost note on a swung off-beat.
+    "swing": {
+        "kick": [(0, 1.0), (2, 0.9)],
+        "snare": [(1, 1.0), (3, 1.0), (2 + 2 / 3, 0.3)],
+        "hat": [(p, 0.8 if p % 1 == 0 else 0.5) for p in _SWUNG],
+    },
+    # Funk-style: kick on the "a" of 1 and the "and" of 3, ghost snares on
+    # 16ths, 16th hats accented on the 8ths.
+    "syncopated": {
+        "kick": [(0, 1.0), (0.75, 0.8), (2.5, 0.9)],
+        "snare": [(1, 1.0), (3, 1.0), (1.75, 0.3), (3.25, 0.3)],
+        "hat": [(p, 0.7 if p % 0.5 == 0 else 0.35) for p in _SIXTEENTHS],
+    },
+    # Half-time feel: snare on beat 3 only, so the kick/snare pulse is half
+    # the notated tempo; 8th hats keep the notated tempo audible. Tempo-
+    # ambiguous by design.
+    "halftime": {
+        "kick": [(0, 1.0), (2.75, 0.6)],
+        "snare": [(2, 1.0)],
+        "hat": [(p, 0.7 if p % 1 == 0 else 0.5) for p in _EIGHTHS],
+    },
+    # Hats on every 8th and one kick per bar: nothing marks the beat but the
+    # 8th accents. Tempo-ambiguous by design (notated tempo or double).
+    "eighths": {
+        "kick": [(0, 1.0)],
+        "hat": [(p, 0.8 if p % 1 == 0 else 0.6) for p in _EIGHTHS],
+    },
+}
+
+# Patterns whose notated tempo a listener could equally hear at another
+# metrical level; tests count octave errors on these separately.
+AMBIGUOUS_PATTERNS = frozenset({"halftime", "eighths"})
+
+
+def _fade_out(x: np.ndarray, sr: int, seconds: float = 0.01) -> np.ndarray:
+    # A sound cut off abruptly ends with a click, which an onset detector
+    # rightly hears as a second hit; real drums ring out.
+    n = min(len(x), int(seconds * sr))
+    x[len(x) - n :] *= np.cos(np.linspace(0, np.pi / 2, n)) ** 2
+    return x
+
+
+def _kick(sr: int) -> np.ndarray:
+    # Pitch sweep 150 -> 48 Hz (time constant 30 ms), amplitude decay 150 ms:
+    # the usual analogue "808-style" kick recipe.
+    t = np.arange(int(0.6 * sr)) / sr
+    f = 48 + (150 - 48) * np.exp(-t / 0.03)
+    phase = 2 * np.pi * np.cumsum(f) / sr
+    click = np.exp(-t / 0.002) * 0.3
+    return _fade_out(np.sin(phase) * np.exp(-t / 0.15) + click, sr)
+
+
+def _snare(sr: int, rng: np.random.Generator) -> np.ndarray:
+    t = np.arange(int(0.25 * sr)) / sr
+    noise = signal.lfilter(*signal.butter(2, 1500, "highpass", fs=sr), rng.standard_normal(len(t)))
+    tone = np.sin(2 * np.pi * 185 * t) * np.exp(-t / 0.06)
+    return _fade_out(0.6 * noise * np.exp(-t / 0.07) + 0.5 * tone, sr)
+
+
+def _hat(sr: int, rng: np.random.Generator, decay: float) -> np.ndarray:
+    t = np.arange(int(min(0.4, 6 * decay) * sr)) / sr
+    noise = signal.lfilter(*signal.butter(4, 7000, "highpass", fs=sr), rng.standard_normal(len(t)))
+    return _fade_out(0.5 * noise * np.exp(-t / decay), sr)
+
+
+def _place(out: np.ndarray, sound: np.ndarray, starts: np.ndarray, gains: np.ndarray) -> None:
+    for s, g in zip(starts, gains, strict=True):
+        if s >= len(out):
+            continue
+        n = min(len(sound), len(out) - s)
+        out[s : s + n] += g * sound[:n]
+
+
+def _normalize(x: np.ndarray, peak: float = 0.9) -> np.ndarray:
+    m = float(np.max(np.abs(x))) if len(x) else 0.0
+    return (x * (peak / m) if m > 0 else x).astype(np.float32)
+
+
+def drum_pattern(
+    bpm: float,
+    seconds: float,
+    sr: int = SR,
+    pattern: str = "rock",
+    seed: int = 0,
+    jitter_ms: float = 2.0,
+) -> np.ndarray:
+    """A drum loop at ``bpm`` beats per minute, ``seconds`` long, 4/4.
+
+    ``pattern`` is one of :data:`PATTERNS`. Each hit gets a seeded velocity
+    variation (±10 %) and timing jitter (uniform ±``jitter_ms``, no drift: the
+    grid itself is exact), like a tight human or a humanized sequencer.
+    """
+    if pattern not in PATTERNS:
+        raise ValueError(f"unknown pattern {pattern!r}; choose from {sorted(PATTERNS)}")
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    out = np.zeros(n, np.float64)
+    beat = 60.0 / bpm
+    bars = int(np.ceil(seconds / (4 * beat))) + 1
+    sounds = {
+        "kick": _kick(sr),
+        "snare": _snare(sr, rng),
+        "hat": _hat(sr, rng, 0.03),
+        "open_hat": _hat(sr, rng, 0.12),
+    }
+    for name, hits in PATTERNS[pattern].items():
+        pos = np.array([p for p, _ in hits])
+        vel = np.array([v for _, v in hits])
+        times = (np.arange(bars)[:, None] * 4 + pos[None, :]).ravel() * beat
+        gains = np.tile(vel, bars) * rng.uniform(0.9, 1.1, len(times))
+        times = times + rng.uniform(-jitter_ms, jitter_ms, len(times)) / 1000
+        starts = np.round(np.maximum(times, 0) * sr).astype(np.int64)
+        _place(out, sounds[name], starts, gains)
+    return _normalize(out)
+
+
+# Scale degrees (semitones above the tonic) of the chord roots, and chord
+# qualities, for each named progression.
+PROGRESSIONS: dict[str, list[tuple[int, str]]] = {
+    "I-IV-V-I": [(0, "maj"), (5, "maj"), (7, "maj"), (0, "maj")],
+    # Harmonic minor: the V is major (raised leading tone), as in common practice.
+    "i-iv-V-i": [(0, "min"), (5, "min"), (7, "maj"), (0, "min")],
+    # Pop "axis" progression, starting on the tonic.
+    "I-V-vi-IV": [(0, "maj"), (7, "maj"), (9, "min"), (5, "maj")],
+    # Natural-minor rock/pop loop (no leading tone), tonic twice per cycle.
+    "i-VI-VII-i": [(0, "min"), (8, "maj"), (10, "maj"), (0, "min")],
+    # Aeolian loop with equal chord lengths: exactly the relative major's
+    # vi-IV-I-V (its pitch-class content favours the relative major's tonic),
+    # so a global key estimate may call it the relative major. Ambiguous by
+    # construction; benchmarks count these confusions, tests don't assert them.
+    "i-VI-III-VII": [(0, "min"), (8, "maj"), (3, "maj"), (10, "maj")],
+}
+_TRIAD = {"maj": (0, 4, 7), "min": (0, 3, 7)}
+
+
+@lru_cache(maxsize=512)
+def _note(freq: float, seconds: float, sr: int, partials: int, seed: int) -> np.ndarray:
+    """A plucked/struck tone: ``partials`` harmonics, amplitude 1/k, higher
+    ones decaying faster, slightly stretched (inharmonicity) like a piano.
+    Cached (read-only) because progressions reuse the same few notes."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    x = np.zeros_like(t)
+    b = 1e-4  # piano-like stiffness: f_k = k f0 sqrt(1 + b k^2)
+    for k in range(1, partials + 1):
+        fk = k * freq * np.sqrt(1 + b * k * k)
+        if fk >= sr / 2 * 0.95:
+            break
+        decay = 1.5 / (1 + 0.4 * (k - 1))
+        x += (1.0 / k) * np.exp(-t / decay) * np.sin(2 * np.pi * fk * t + rng.uniform(0, 2 * np.pi))
+    attack = np.minimum(1.0, t / 0.005)
+    release = np.minimum(1.0, (t[-1] - t) / 0.05) if len(t) else t
+    out = x * attack * release
+    out.flags.writeable = False
+    return out
+
+
+def chord_progression(
+    key: str,
+    mode: str,
+    seconds: float,
+    sr: int = SR,
+    bpm: float = 100.0,
+    seed: int = 0,
+    with_drums: bool = False,
+    progression: str | None = None,
+    tuning_cents: float = 0.0,
+) -> np.ndarray:
+    """Chords (one per bar) with a bass line, in ``key`` ``mode``.
+
+    ``key`` is a tonic pitch class ("C", "F#", ...), ``mode`` "major" or
+    "minor". The default progression is I–IV–V–I (major) or i–iv–V–i (minor);
+    see :data:`PROGRESSIONS`. Triads are voiced in MIDI 55–66 (G3–F#4),
+    the bass plays the root in MIDI 36–47 (65–123 Hz) on beats 1 and 3.
+    ``tuning_cents`` shifts everything off A4 = 440 Hz. With ``with_drums``
+    a rock pattern at ``bpm`` is mixed in at about the level of the music.
+    """
+    tonic = PITCH_CLASSES.index(key)
+    if progression is None:
+        progression = "I-IV-V-I" if mode == "major" else "i-iv-V-i"
+    chords = PROGRESSIONS[progression]
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    out = np.zeros(n + sr, np.float64)
+    beat = 60.0 / bpm
+    bar = 4 * beat
+
+    def freq(midi: float) -> float:
+        return 440.0 * 2 ** ((midi - 69 + tuning_cents / 100) / 12)
+
+    def note(midi: int, dur: float, partials: int) -> np.ndarray:
+        # Partial phases are fixed per note (so renders are cached across
+        # calls); the seed varies the velocities.
+        return _note(freq(midi), dur, sr, partials, midi)
+
+    i = 0
+    while i * bar < seconds:
+        degree, quality = chords[i % len(chords)]
+        root_pc = (tonic + degree) % 12
+        start = int(round(i * bar * sr))
+        # Each chord tone in the octave MIDI 55..66, so consecutive chords
+        # stay close (simple voice leading) instead of all in root position.
+        for interval in _TRIAD[quality]:
+            midi = 55 + (root_pc + interval - 55) % 12
+            _place(out, note(midi, bar, 10), np.array([start]), 0.3 * rng.uniform(0.85, 1.0, 1))
+        bass = 36 + root_pc
+        for b in (0, 2):
+            s = start + int(round(b * beat * sr))
+            _place(out, note(bass, 2 * beat, 6), np.array([s]), 0.5 * rng.uniform(0.85, 1.0, 1))
+        i += 1
+    out = out[:n]
+    if with_drums:
+        drums = drum_pattern(bpm, seconds, sr, "rock", seed=seed).astype(np.float64)
+        rms_m = np.sqrt(np.mean(out**2)) + 1e-12
+        rms_d = np.sqrt(np.mean(drums**2)) + 1e-12
+        out = out + drums * (rms_m / rms_d)
+    return _normalize(out)

@@ -1,0 +1,224 @@
+"""Processing routes (``POST /v1/{operation}``) and the jobs resource.
+
+Every processing request becomes a job. A route per registry entry is added
+at import, so a new operation needs no new code here. The answer is 200 with
+the result when the job finishes within the wait (fast operations wait up to
+``AUDIOQ_SYNC_WAIT_S`` by default, long ones not at all; ``Prefer`` changes
+it), else 202 with ``Location`` to poll.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from flask import Blueprint, g, jsonify, request
+
+from shared import assets, db, jobs, operations, queue
+from shared.errors import ApiError
+from web import auth, params, services, uploads
+
+bp = Blueprint("jobs", __name__)
+bp.before_request(auth.require_key)
+
+MAX_JSON_BYTES = 64 * 1024
+
+
+# ------------------------------------------------------------------ input
+
+
+def _json_body() -> dict:
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        raise ApiError(413, f"JSON bodies are limited to {MAX_JSON_BYTES // 1024} KB")
+    raw = request.stream.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise ApiError(413, f"JSON bodies are limited to {MAX_JSON_BYTES // 1024} KB")
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError as e:
+        raise ApiError(400, f"Malformed JSON body: {e}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, 'The JSON body must be an object, e.g. {"asset_id": "afa_..."}')
+    return body
+
+
+def _input() -> tuple[assets.Asset, dict]:
+    """The source asset and the raw options, from either input form."""
+    svc = services.get()
+    query = request.args.to_dict()
+    query_asset = query.pop("asset_id", None)
+    mimetype = request.mimetype or ""
+    has_body = (request.content_length or 0) > 0 or request.headers.get("Transfer-Encoding")
+    if mimetype == "application/json":
+        body = _json_body()
+        asset_id = body.pop("asset_id", None)
+        if asset_id is not None and query_asset is not None:
+            raise ApiError(400, "Give asset_id once: in the JSON body or the query string")
+        asset_id = asset_id if asset_id is not None else query_asset
+        if not isinstance(asset_id, str) or not asset_id:
+            raise ApiError(400, 'Send {"asset_id": "afa_..."} or the audio bytes themselves')
+        return assets.get(svc.redis, g.key.id, asset_id), {**query, **body}
+    if uploads.is_audio_body(mimetype) and has_body:
+        if query_asset is not None:
+            raise ApiError(400, "Send either audio bytes or an asset_id, not both")
+        uploads.admit()
+        asset, _ = uploads.store(request.stream.read)
+        return asset, query
+    if not has_body and query_asset:
+        return assets.get(svc.redis, g.key.id, query_asset), query
+    if not has_body:
+        raise ApiError(400, 'Send the audio bytes, or JSON {"asset_id": "afa_..."}')
+    raise ApiError(
+        415, "Send audio bytes (Content-Type audio/* or application/octet-stream) or application/json"
+    )
+
+
+# ------------------------------------------------------------------ output
+
+
+def _meta(job: jobs.Job, remaining: int, **extra: object) -> dict:
+    return {
+        "cache": job.cache,
+        "latency_ms": int(round((time.monotonic() - g.started) * 1000)),
+        "credits_used": job.credits_used,
+        "credits_remaining": remaining,
+        "trace_id": job.trace_id,
+        **extra,
+    }
+
+
+def _asset_expires_at(job: jobs.Job) -> str | None:
+    exp = services.get().redis.hget(db.asset_key(job.asset_id), "expires_at")
+    return db.iso(exp)
+
+
+def job_document(job: jobs.Job) -> dict:
+    svc = services.get()
+    return {
+        "job_id": job.id,
+        "op": job.op,
+        "status": job.status,
+        "progress": round(job.progress, 4),
+        "created_at": db.iso(job.created_at),
+        "started_at": db.iso(job.started_at),
+        "finished_at": db.iso(job.finished_at),
+        "asset_id": job.asset_id,
+        "asset_expires_at": _asset_expires_at(job),
+        "result": job.result,
+        "error": job.error,
+        "_meta": {
+            "cache": job.cache,
+            "latency_ms": job.latency_ms,
+            "credits_used": job.credits_used,
+            "credits_remaining": jobs.balance(svc.redis, job.owner),
+            "trace_id": job.trace_id,
+        },
+    }
+
+
+def _poll_url(job_id: str) -> str:
+    return f"{services.get().settings.public_url}/v1/jobs/{job_id}"
+
+
+def _respond(job: jobs.Job, applied: list[str]):
+    svc = services.get()
+    remaining = jobs.balance(svc.redis, job.owner)
+    headers = {"Preference-Applied": ", ".join(applied)} if applied else {}
+    if job.status == "completed":
+        body = {
+            **(job.result or {}),
+            "job_id": job.id,
+            "asset_id": job.asset_id,
+            "asset_expires_at": _asset_expires_at(job),
+            "_meta": _meta(job, remaining),
+        }
+        return jsonify(body), 200, headers
+    if job.status == "failed":
+        err = job.error or {}
+        raise ApiError(int(err.get("statusCode", 500)), str(err.get("message", "The job failed")))
+    if job.status == "cancelled":
+        raise ApiError(409, "The job was cancelled")
+    body = {
+        "job_id": job.id,
+        "op": job.op,
+        "status": job.status,
+        "poll_url": _poll_url(job.id),
+        "asset_id": job.asset_id,
+        "asset_expires_at": _asset_expires_at(job),
+        "_meta": _meta(job, remaining, credits_reserved=job.cost if job.billed else 0),
+    }
+    return jsonify(body), 202, {**headers, "Location": f"/v1/jobs/{job.id}"}
+
+
+# ------------------------------------------------------------------ routes
+
+
+def submit(op_name: str):
+    g.started = time.monotonic()
+    op = operations.get(op_name)
+    svc = services.get()
+    asset, raw_options = _input()
+    options = op.parse_options(raw_options)
+    wait_s, applied = params.prefer_wait(svc.settings.sync_wait_s if op.sync else 0.0)
+    plan = svc.settings.plan(g.key.plan)
+    sub = jobs.submit(
+        svc.redis,
+        owner=g.key.id,
+        op=op,
+        options=options,
+        asset_id=asset.id,
+        sha256=asset.sha256,
+        cost=svc.settings.costs[op.name],
+        billed=plan.billed,
+        trace_id=g.trace_id,
+        queue_timeout_s=svc.settings.job_queue_timeout_s,
+        job_ttl_s=svc.settings.job_ttl_s,
+        idempotency_key=request.headers.get("Idempotency-Key") or None,
+        cached_result=jobs.cached(svc.redis, op, asset.sha256, options),
+    )
+    job = sub.job
+    if not sub.replay and job.status == "queued":
+        try:
+            queue.enqueue(svc.celery, op, job.id, g.trace_id)
+        except Exception as e:  # broker unreachable: nothing will run it
+            jobs.fail(
+                svc.redis,
+                job,
+                ApiError(503, "The job queue is unavailable; nothing was charged. Try again shortly"),
+                refund=True,
+                ttl=svc.settings.job_ttl_s,
+            )
+            raise ApiError(503, "The job queue is unavailable; nothing was charged. Try again shortly") from e
+    if not job.finished and wait_s > 0:
+        job = jobs.wait(svc.redis, job.id, wait_s)
+    return _respond(job, applied)
+
+
+for _op in operations.OPERATIONS.values():
+    bp.add_url_rule(
+        f"/v1/{_op.name}",
+        endpoint=f"submit_{_op.name.replace('/', '_').replace('-', '_')}",
+        view_func=submit,
+        methods=["POST"],
+        defaults={"op_name": _op.name},
+    )
+
+
+@bp.get("/v1/jobs")
+def list_jobs():
+    limit, cursor = params.pagination()
+    page, next_cursor = jobs.list_for_owner(services.get().redis, g.key.id, limit=limit, cursor=cursor)
+    return jsonify({"items": [job_document(j) for j in page], "next_cursor": next_cursor, "count": len(page)})
+
+
+@bp.get("/v1/jobs/<job_id>")
+def get_job(job_id: str):
+    return jsonify(job_document(jobs.get(services.get().redis, g.key.id, job_id)))
+
+
+@bp.delete("/v1/jobs/<job_id>")
+def cancel_job(job_id: str):
+    svc = services.get()
+    job = jobs.get(svc.redis, g.key.id, job_id)
+    jobs.cancel(svc.redis, job, ttl=svc.settings.job_ttl_s)
+    return jsonify(job_document(jobs.get(svc.redis, g.key.id, job_id)))

@@ -1,0 +1,83 @@
+"""Shared front end of the analysis modules: the analysis sample rate and a
+short-time Fourier transform computed in bounded-memory blocks.
+
+Why 22 050 Hz: tempo needs the hi-hat band (5–10 kHz) for onsets, and key
+needs nothing above ~5 kHz; 22 050 Hz keeps everything both need (Nyquist
+11 025 Hz), is an integer divisor of 44 100 Hz (the commonest upload rate, so
+resampling is a cheap 2:1), halves the work of 44.1/48 kHz, and is the rate
+librosa's defaults are tuned for, so comparisons with it are like for like.
+
+Why there is no shared STFT between tempo and key: the two want opposite
+resolutions. Onset detection needs ~10 ms hops and ~50 ms windows; key needs
+~1.3 Hz frequency bins to separate semitones in the bass (65 Hz to 69 Hz is
+one semitone), i.e. ~0.75 s windows, and only the band below ~2.7 kHz. One
+transform serving both would either smear onsets or cost an 8× longer FFT
+at every 10 ms hop. Each module's front end costs a few tens of
+milliseconds on a 3-minute track (see bench/analysis_accuracy.py), so
+:func:`analyze_key_tempo` simply runs both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import fft as sfft
+
+if TYPE_CHECKING:  # imported lazily at call time: key/tempo import this module
+    from workers.dsp.key import Key
+    from workers.dsp.tempo import Tempo
+
+ANALYSIS_SR = 22050
+
+# Frames per STFT block. 2048 frames × 513 bins × complex64 ≈ 8 MB for a
+# 1024-point FFT: working memory stays a few tens of MB whatever the length.
+BLOCK_FRAMES = 2048
+
+
+@lru_cache(maxsize=8)
+def _window(n_fft: int) -> np.ndarray:
+    # Periodic Hann (the STFT convention), scaled so a full-scale sine peaks
+    # at magnitude ~0.5 whatever n_fft is: thresholds stay length-independent.
+    w = np.hanning(n_fft + 1)[:-1]
+    return (w / w.sum()).astype(np.float32)
+
+
+def stft_magnitude_blocks(
+    y: np.ndarray, n_fft: int, hop: int, block_frames: int = BLOCK_FRAMES
+) -> Iterator[np.ndarray]:
+    """Yield the magnitude STFT of ``y`` as consecutive blocks of frames.
+
+    Frames are centred (frame ``t`` covers ``t*hop ± n_fft/2`` samples, with
+    zero padding at the ends), as in librosa's ``center=True``. Each block is
+    a float32 array of shape (frames, n_fft // 2 + 1); magnitudes are
+    normalised by the window sum (a full-scale sine gives ~0.5).
+    """
+    y = np.asarray(y, dtype=np.float32)
+    pad = n_fft // 2
+    yp = np.concatenate([np.zeros(pad, np.float32), y, np.zeros(pad, np.float32)])
+    n_frames = 1 + max(0, (len(yp) - n_fft) // hop)
+    frames = np.lib.stride_tricks.sliding_window_view(yp, n_fft)[::hop][:n_frames]
+    w = _window(n_fft)
+    for start in range(0, n_frames, block_frames):
+        block = frames[start : start + block_frames] * w
+        yield np.abs(sfft.rfft(block, axis=-1)).astype(np.float32, copy=False)
+
+
+def n_frames(n_samples: int, n_fft: int, hop: int) -> int:
+    """Number of frames :func:`stft_magnitude_blocks` yields for ``n_samples``."""
+    return 1 + max(0, (n_samples + 2 * (n_fft // 2) - n_fft) // hop)
+
+
+def analyze_key_tempo(y: np.ndarray, sr: int) -> tuple[Key, Tempo]:
+    """Key and tempo of one mono signal at ``sr`` Hz, for the combined job.
+
+    Equivalent to ``(estimate_key(y, sr), estimate_tempo(y, sr))``; see the
+    module docstring for why nothing is shared between them.
+    """
+    from workers.dsp.key import estimate_key
+    from workers.dsp.tempo import estimate_tempo
+
+    return estimate_key(y, sr), estimate_tempo(y, sr)
