@@ -72,7 +72,7 @@ MAX_LAG_SECONDS = 20.0
 LEVEL_RATIOS = (1 / 4, 1 / 3, 1 / 2, 2 / 3, 1.0, 3 / 2, 2.0, 3.0, 4.0)
 HIGH_BAND_WEIGHT = 0.25
 FASTER_LEVEL_EXPONENT = 0.68  # (BPM/120)^0.68: ×1.6 per octave
-PEAK_TOLERANCE_SECONDS = 0.012  # timing slack when reading the level autocorrelation
+PEAK_TOLERANCE_SECONDS = 0.012  # timing slack (about one frame) when reading the level autocorrelation
 MIN_SECONDS = 3.0
 # Mean autocorrelation a steady, humanised drum loop reaches (0.55–0.65;
 # noise < 0.02): counts as fully periodic in the confidence.
