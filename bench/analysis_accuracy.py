@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import resource
 import subprocess
 import sys
@@ -29,12 +30,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
+# The script's own folder comes first on sys.path, and bench/ holds modules
+# (queue.py) named like the standard library's, which librosa's imports would
+# pick up: drop the folder, add the project root and tests/ (for synth).
+_HERE = os.path.dirname(os.path.realpath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE]
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import numpy as np  # noqa: E402
 import synth  # noqa: E402
+
 from workers.dsp.features import ANALYSIS_SR, analyze_key_tempo  # noqa: E402
 from workers.dsp.key import PITCH_CLASSES, estimate_key  # noqa: E402
 from workers.dsp.key import warmup as key_warmup  # noqa: E402
@@ -57,7 +63,9 @@ def classify_tempo(est: float, truth: float) -> str:
 def tempo_sweep(step: float, durations: list[float]) -> None:
     tempi = sorted(set(np.round(np.arange(60.0, 180.001, step), 2)) | {97.5, 123.4})
     print(f"\n## tempo: {len(tempi)} tempi 60–180 BPM per pattern")
-    print(f"{'pattern':14s} {'secs':>4s} {'ok':>7s} {'octave errors':30s} {'wrong':>5s} {'worst ok err':>12s}")
+    print(
+        f"{'pattern':14s} {'secs':>4s} {'ok':>7s} {'octave errors':30s} {'wrong':>5s} {'worst ok err':>12s}"
+    )
     for seconds in durations:
         for pattern in synth.PATTERNS:
             counts: collections.Counter[str] = collections.Counter()
@@ -155,7 +163,8 @@ def speed(with_librosa: bool) -> None:
     beat_s = _best_time(lambda: librosa.beat.beat_track(y=y, sr=SR), 3)
     chroma_s = _best_time(lambda: librosa.feature.chroma_cqt(y=y, sr=SR), 3)
     lib_tempo = float(np.atleast_1d(librosa.beat.beat_track(y=y, sr=SR)[0])[0])
-    print(f"librosa beat_track  {1000 * beat_s:7.0f} ms   -> {lib_tempo:.2f} BPM (first call {first:.1f} s: numba JIT)")
+    print(f"librosa beat_track  {1000 * beat_s:7.0f} ms   -> {lib_tempo:.2f} BPM")
+    print(f"  (its first call took {first:.1f} s: numba compiling, or loading its on-disk cache)")
     print(f"librosa chroma_cqt  {1000 * chroma_s:7.0f} ms")
     print(f"speed-up: {(beat_s + chroma_s) / both_s:.1f}x (librosa warm, both sides single-threaded FFTs)")
 
@@ -208,8 +217,10 @@ def main() -> int:
     speed(with_librosa=not args.quick)
     if not args.quick:
         memory()
-    print(f"\n(total {time.perf_counter() - t:.0f} s; own peak RSS "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
+    print(
+        f"\n(total {time.perf_counter() - t:.0f} s; own peak RSS "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)"
+    )
     return 0
 
 

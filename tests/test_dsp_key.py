@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import synth
+
 from workers.dsp.features import ANALYSIS_SR
 from workers.dsp.key import PITCH_CLASSES, Key, camelot, estimate_key, warmup
 
@@ -114,7 +114,13 @@ def test_silence_and_noise():
 
 def test_to_dict():
     k = Key("A minor", "A", "minor", "8A", 0.5)
-    assert k.to_dict() == {"key": "A minor", "tonic": "A", "mode": "minor", "camelot": "8A", "confidence": 0.5}
+    assert k.to_dict() == {
+        "key": "A minor",
+        "tonic": "A",
+        "mode": "minor",
+        "camelot": "8A",
+        "confidence": 0.5,
+    }
 
 
 def test_chord_progression_is_deterministic_float32_in_range():

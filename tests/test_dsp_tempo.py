@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import synth
+
 from workers.dsp.features import ANALYSIS_SR
 from workers.dsp.tempo import Tempo, estimate_tempo, warmup
 
@@ -61,7 +61,7 @@ OCTAVE_RATIOS = {"×2": 2.0, "×1/2": 0.5, "×3/2": 1.5, "×2/3": 2 / 3}
 
 
 def classify(estimate: float, truth: float) -> str:
-    """"ok" within ±1 %, the octave ratio's name, or "wrong"."""
+    """ "ok" within ±1 %, the octave ratio's name, or "wrong"."""
     if abs(estimate - truth) <= 0.01 * truth:
         return "ok"
     for name, ratio in OCTAVE_RATIOS.items():

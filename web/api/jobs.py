@@ -120,16 +120,16 @@ def _poll_url(job_id: str) -> str:
     return f"{services.get().settings.public_url}/v1/jobs/{job_id}"
 
 
-def _respond(job: jobs.Job, applied: list[str]):
-    svc = services.get()
-    remaining = jobs.balance(svc.redis, job.owner)
+def _respond(job: jobs.Job, asset: assets.Asset, applied: list[str]):
+    remaining = jobs.balance(services.get().redis, job.owner)
+    expires_at = db.iso(asset.expires_at)
     headers = {"Preference-Applied": ", ".join(applied)} if applied else {}
     if job.status == "completed":
         body = {
             **(job.result or {}),
             "job_id": job.id,
             "asset_id": job.asset_id,
-            "asset_expires_at": _asset_expires_at(job),
+            "asset_expires_at": expires_at,
             "_meta": _meta(job, remaining),
         }
         return jsonify(body), 200, headers
@@ -144,7 +144,7 @@ def _respond(job: jobs.Job, applied: list[str]):
         "status": job.status,
         "poll_url": _poll_url(job.id),
         "asset_id": job.asset_id,
-        "asset_expires_at": _asset_expires_at(job),
+        "asset_expires_at": expires_at,
         "_meta": _meta(job, remaining, credits_reserved=job.cost if job.billed else 0),
     }
     return jsonify(body), 202, {**headers, "Location": f"/v1/jobs/{job.id}"}
@@ -154,7 +154,6 @@ def _respond(job: jobs.Job, applied: list[str]):
 
 
 def submit(op_name: str):
-    g.started = time.monotonic()
     op = operations.get(op_name)
     svc = services.get()
     asset, raw_options = _input()
@@ -191,7 +190,7 @@ def submit(op_name: str):
             raise ApiError(503, "The job queue is unavailable; nothing was charged. Try again shortly") from e
     if not job.finished and wait_s > 0:
         job = jobs.wait(svc.redis, job.id, wait_s)
-    return _respond(job, applied)
+    return _respond(job, asset, applied)
 
 
 for _op in operations.OPERATIONS.values():

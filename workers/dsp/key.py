@@ -33,9 +33,9 @@ what separates a clear key from its neighbours; the tonality term keeps
 noise and drum-only audio (T < 0.01; chords with drums ~0.3) near 0, since
 their few chance peaks can correlate with any profile.
 
-Cost: ~30 ms for a 3-minute track. Memory: the decimated signal (a quarter
-of the input), STFT blocks of 256 frames (~8 MB), and the list of spectral
-peaks (~25 MB for 20 minutes).
+Cost: ~40 ms for a 3-minute track. Memory: the decimated signal (a quarter
+of the input), STFT blocks of 256 frames and the list of spectral peaks:
+48 MB peak beyond the input for 20 minutes (bench/analysis_accuracy.py).
 """
 
 from __future__ import annotations
@@ -224,11 +224,7 @@ def estimate_key(y: np.ndarray, sr: int) -> Key:
     order = np.argsort(flat)[::-1]
     r1, r2 = float(flat[order[0]]), float(flat[order[1]])
     mode_idx, pc = divmod(int(order[0]), 12)
-    confidence = (
-        min(1.0, chroma.tonality / FULL_TONALITY)
-        * min(1.0, (r1 - r2) / FULL_MARGIN)
-        * max(0.0, r1)
-    )
+    confidence = min(1.0, chroma.tonality / FULL_TONALITY) * min(1.0, (r1 - r2) / FULL_MARGIN) * max(0.0, r1)
     return _make_key(pc, ("major", "minor")[mode_idx], confidence)
 
 
