@@ -13,11 +13,16 @@ _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
 def _errors(*codes: int) -> dict:
-    return {str(c): {"description": "error", "content": {"application/json": {"schema": _ERROR}}} for c in codes}
+    return {
+        str(c): {"description": "error", "content": {"application/json": {"schema": _ERROR}}} for c in codes
+    }
 
 
 def _json(description: str, schema: dict | None = None) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema or {"type": "object"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema or {"type": "object"}}},
+    }
 
 
 def _option_schema(opt: operations.Option) -> dict:
@@ -50,25 +55,38 @@ def spec() -> dict:
             }
         },
         "/v1/assets": {"get": {"summary": "List assets, newest first", "responses": {"200": _json("page")}}},
-        "/v1/assets/{id}": {"get": {"summary": "Asset metadata", "responses": {"200": _json("asset"), **_errors(404)}}},
+        "/v1/assets/{id}": {
+            "get": {"summary": "Asset metadata", "responses": {"200": _json("asset"), **_errors(404)}}
+        },
         "/assets": {
             "post": {
                 "summary": "Upload audio as multipart/form-data field 'file'",
-                "responses": {"201": _json("created"), "200": _json("deduplicated"), **_errors(400, 413, 415)},
+                "responses": {
+                    "201": _json("created"),
+                    "200": _json("deduplicated"),
+                    **_errors(400, 413, 415),
+                },
             },
             "get": {"summary": "List assets", "responses": {"200": _json("array")}},
         },
-        "/assets/{id}": {"get": {"summary": "Asset with a presigned link", "responses": {"200": _json("asset")}}},
+        "/assets/{id}": {
+            "get": {"summary": "Asset with a presigned link", "responses": {"200": _json("asset")}}
+        },
         "/v1/jobs": {"get": {"summary": "List jobs, newest first", "responses": {"200": _json("page")}}},
         "/v1/jobs/{id}": {
-            "get": {"summary": "Job status, progress and result", "responses": {"200": _json("job"), **_errors(404)}},
+            "get": {
+                "summary": "Job status, progress and result",
+                "responses": {"200": _json("job"), **_errors(404)},
+            },
             "delete": {
                 "summary": "Cancel a queued (refunded) or running job",
                 "responses": {"200": _json("job"), **_errors(404, 409)},
             },
         },
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _json("ok")}}},
-        "/readyz": {"get": {"summary": "Redis and S3 reachable", "responses": {"200": _json("ready"), **_errors(503)}}},
+        "/readyz": {
+            "get": {"summary": "Redis and S3 reachable", "responses": {"200": _json("ready"), **_errors(503)}}
+        },
     }
     for op in operations.OPERATIONS.values():
         props = {"asset_id": {"type": "string"}} | {n: _option_schema(o) for n, o in op.options.items()}
@@ -77,7 +95,12 @@ def spec() -> dict:
                 "summary": f"{op.name} ({settings.costs[op.name]} credits; "
                 + ("answers synchronously by default)" if op.sync else "answers 202 at once)"),
                 "parameters": [
-                    {"name": "Prefer", "in": "header", "schema": {"type": "string"}, "example": "respond-async"},
+                    {
+                        "name": "Prefer",
+                        "in": "header",
+                        "schema": {"type": "string"},
+                        "example": "respond-async",
+                    },
                     {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},
                 ]
                 + [{"name": n, "in": "query", "schema": _option_schema(o)} for n, o in op.options.items()],
