@@ -1,6 +1,6 @@
 """Accuracy, speed and memory of the tempo and key estimators.
 
-    .venv/bin/python bench/analysis_accuracy.py            # everything (~2 min + librosa's JIT)
+    .venv/bin/python bench/analysis_accuracy.py            # everything (~30 s, more on a first librosa JIT)
     .venv/bin/python bench/analysis_accuracy.py --quick    # coarser sweeps, no librosa
 
 Prints:
@@ -129,30 +129,36 @@ def key_sweep(seconds: float) -> None:
         )
 
 
-def _best_time(fn, repeats: int) -> float:
-    # Best of n: the machine may be shared, and interference only adds time.
-    times = []
+def _best_time(fn, repeats: int) -> tuple[float, float]:
+    """Best wall-clock and best CPU seconds (all threads) of ``repeats`` runs:
+    the machine may be shared, and interference only adds time."""
+    wall, cpu = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t)
-    return float(np.min(times))
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return min(wall), min(cpu)
 
 
 def speed(with_librosa: bool) -> None:
     y = synth.chord_progression("A", "minor", 180.0, SR, bpm=123.4, with_drums=True)
-    print("\n## speed: 3-minute 22.05 kHz mono mix (A minor, 123.4 BPM)")
+    print("\n## speed: 3-minute 22.05 kHz mono mix (A minor, 123.4 BPM); wall / CPU ms, best of n")
     t = time.perf_counter()
     tempo_warmup()
     key_warmup()
     print(f"warmup() of both modules: {1000 * (time.perf_counter() - t):.0f} ms")
-    tempo_s = _best_time(lambda: estimate_tempo(y, SR), 7)
-    key_s = _best_time(lambda: estimate_key(y, SR), 7)
-    both_s = _best_time(lambda: analyze_key_tempo(y, SR), 7)
+    tempo_t = _best_time(lambda: estimate_tempo(y, SR), 7)
+    key_t = _best_time(lambda: estimate_key(y, SR), 7)
+    both_t = _best_time(lambda: analyze_key_tempo(y, SR), 7)
     key, tempo = analyze_key_tempo(y, SR)
-    print(f"estimate_tempo      {1000 * tempo_s:7.0f} ms   -> {tempo.tempo} BPM")
-    print(f"estimate_key        {1000 * key_s:7.0f} ms   -> {key.key}")
-    print(f"analyze_key_tempo   {1000 * both_s:7.0f} ms")
+
+    def row(name: str, t: tuple[float, float], note: str = "") -> None:
+        print(f"{name:20s} {1000 * t[0]:6.0f} / {1000 * t[1]:6.0f}   {note}")
+
+    row("estimate_tempo", tempo_t, f"-> {tempo.tempo} BPM")
+    row("estimate_key", key_t, f"-> {key.key}")
+    row("analyze_key_tempo", both_t)
     if not with_librosa:
         return
     import librosa
@@ -160,13 +166,15 @@ def speed(with_librosa: bool) -> None:
     t = time.perf_counter()
     librosa.beat.beat_track(y=y, sr=SR)
     first = time.perf_counter() - t
-    beat_s = _best_time(lambda: librosa.beat.beat_track(y=y, sr=SR), 3)
-    chroma_s = _best_time(lambda: librosa.feature.chroma_cqt(y=y, sr=SR), 3)
+    beat_t = _best_time(lambda: librosa.beat.beat_track(y=y, sr=SR), 3)
+    chroma_t = _best_time(lambda: librosa.feature.chroma_cqt(y=y, sr=SR), 3)
     lib_tempo = float(np.atleast_1d(librosa.beat.beat_track(y=y, sr=SR)[0])[0])
-    print(f"librosa beat_track  {1000 * beat_s:7.0f} ms   -> {lib_tempo:.2f} BPM")
-    print(f"  (its first call took {first:.1f} s: numba compiling, or loading its on-disk cache)")
-    print(f"librosa chroma_cqt  {1000 * chroma_s:7.0f} ms")
-    print(f"speed-up: {(beat_s + chroma_s) / both_s:.1f}x (librosa warm, both sides single-threaded FFTs)")
+    row("librosa beat_track", beat_t, f"-> {lib_tempo:.2f} BPM (first call {first:.1f} s: numba JIT/cache)")
+    row("librosa chroma_cqt", chroma_t)
+    print(
+        f"speed-up of analyze_key_tempo over beat_track + chroma_cqt (warm): "
+        f"{(beat_t[0] + chroma_t[0]) / both_t[0]:.1f}x wall, {(beat_t[1] + chroma_t[1]) / both_t[1]:.1f}x CPU"
+    )
 
 
 # Linux: writing 5 to clear_refs resets the peak-RSS mark (VmHWM), so the

@@ -111,6 +111,7 @@ def test_key_bpm_is_the_union(client, api_key, worker, drums_120, a_minor):
     body = post_audio(client, key, "/v1/key-bpm", as_wav(mix, 44100)).get_json()
     assert {"key", "tonic", "mode", "camelot", "tempo", "confidence"} <= set(body)
     assert body["key"] == "A minor"
+    assert body["confidence"] == min(body["key_confidence"], body["tempo_confidence"])
     assert body["_meta"]["credits_used"] == 2
 
 

@@ -1,7 +1,7 @@
 """Musical key of a track: tonic, mode, Camelot code and a confidence.
 
 Method (a Krumhansl–Schmuckler key finder on a peak-based pitch-class
-profile, in the spirit of Gómez's HPCP):
+profile, in the spirit of Gómez's HPCP, INFORMS J. Computing 18(3), 2006):
 
 1. Decimate to ~5.5 kHz (nothing above 2 kHz is used) and take an STFT with
    ~0.74 s windows (1.35 Hz bins: semitones stay separate down to 55 Hz).
@@ -213,9 +213,9 @@ def key_scores(chroma: np.ndarray) -> np.ndarray:
 def estimate_key(y: np.ndarray, sr: int) -> Key:
     """Estimate the key of mono audio ``y`` (float, any length) at ``sr`` Hz.
 
-    Returns C major with confidence 0 when there is no tonal content
-    (silence, pure noise with no stable peaks, input shorter than one
-    analysis window).
+    Returns C major with confidence 0 when there is no tonal peak at all
+    (silence, empty input); noise and drums alone give some key with a
+    confidence below 0.1.
     """
     chroma = chroma_profile(y, sr)
     if not chroma.profile.any():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.dsp import key, loudness, tempo
+from workers.dsp import features, key, loudness, tempo
 from workers.runner import Audio, JobContext, job_task
 
 
@@ -24,10 +24,16 @@ def measure_loudness(audio: Audio, options: dict, ctx: JobContext) -> dict:
 
 @job_task("key-bpm")
 def analyze_key_tempo(audio: Audio, options: dict, ctx: JobContext) -> dict:
-    y = audio.mono()  # one decode, one resample, shared by both
+    """The union of key and bpm from one decode. Both have a ``confidence``:
+    each is kept under its own name, and ``confidence`` is the lower of the
+    two (how far the pair as a whole can be trusted)."""
+    k, t = features.analyze_key_tempo(audio.mono(), audio.analysis_sr)
     return {
-        **key.estimate_key(y, audio.analysis_sr).to_dict(),
-        **tempo.estimate_tempo(y, audio.analysis_sr).to_dict(),
+        **k.to_dict(),
+        **t.to_dict(),
+        "key_confidence": k.confidence,
+        "tempo_confidence": t.confidence,
+        "confidence": min(k.confidence, t.confidence),
     }
 
 
