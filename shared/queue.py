@@ -36,6 +36,9 @@ def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:
         task_default_queue="analysis",
         task_routes={"audioq.maintenance.*": {"queue": "maintenance"}},
         worker_hijack_root_logger=False,
+        # Each pool process warms up (JIT compilation) before taking work; the
+        # default 4 s allowance for a child to come up is too short for that.
+        worker_proc_alive_timeout=120,
         # Flower needs task events.
         worker_send_task_events=True,
         task_send_sent_event=True,

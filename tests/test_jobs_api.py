@@ -115,6 +115,22 @@ def test_key_bpm_is_the_union(client, api_key, worker, drums_120, a_minor):
     assert body["_meta"]["credits_used"] == 2
 
 
+@pytest.mark.parametrize("op", ["bpm", "key", "lufs", "key-bpm"])
+def test_each_op_on_raw_bytes_and_on_asset_id(client, api_key, worker, op):
+    key = api_key()
+    data = as_wav(synth.chord_progression("D", "major", 8.0, sr=44100, seed=7, with_drums=True), 44100)
+    raw = post_audio(client, key, f"/v1/{op}", data)
+    assert raw.status_code == 200, raw.get_json()
+    by_id = post_json(client, key, f"/v1/{op}", {"asset_id": raw.get_json()["asset_id"]})
+    assert by_id.status_code == 200, by_id.get_json()
+    strip = {"job_id", "_meta"}
+    assert {k: v for k, v in raw.get_json().items() if k not in strip} == {
+        k: v for k, v in by_id.get_json().items() if k not in strip
+    }
+    if op in ("key", "key-bpm"):
+        assert raw.get_json()["key"] == "D major"
+
+
 # ------------------------------------------------------------------ async, wait, poll
 
 
