@@ -127,3 +127,46 @@ def test_concurrent_identical_uploads_make_one_asset(live_api, api_key, storage,
     assert {a for _, a in results} == {results[0][1]}
     assert [o.name for o in storage.list()] == [f"originals/{results[0][1]}"]
     assert len(r.keys(db.PREFIX + "asset:*")) == 1
+
+
+def test_waiting_requests_do_not_block_the_api(live_api, api_key, worker):
+    """Five requests waiting on jobs hold no gunicorn worker: with a single
+    gevent worker process, /healthz still answers at once meanwhile."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from workers.app import app as celery_app
+
+    key = api_key(credits=20)
+    conn = _conn(live_api)
+    conn.request(
+        "POST",
+        "/v1/assets/upload",
+        body=wav(1.0, seed=81),
+        headers={**key.headers, "Content-Type": "audio/wav"},
+    )
+    aid = json.loads(conn.getresponse().read())["asset_id"]
+
+    def waiting(_):
+        c = _conn(live_api)
+        c.request(
+            "POST", "/v1/lufs", body=json.dumps({"asset_id": aid}),
+            headers={**key.headers, "Content-Type": "application/json", "Prefer": "wait=4"},
+        )  # fmt: skip
+        resp = c.getresponse()
+        return resp.status, json.loads(resp.read())
+
+    celery_app.control.cancel_consumer("analysis", reply=True, timeout=5, limit=1)
+    try:
+        with ThreadPoolExecutor(5) as ex:
+            futures = [ex.submit(waiting, i) for i in range(5)]
+            time.sleep(0.5)
+            t0 = time.monotonic()
+            c = _conn(live_api)
+            c.request("GET", "/healthz")
+            assert c.getresponse().status == 200
+            assert time.monotonic() - t0 < 1.0
+            results = [f.result() for f in futures]
+    finally:
+        celery_app.control.add_consumer("analysis", reply=True, timeout=5, limit=1)
+    assert [s for s, _ in results] == [202] * 5  # the wait ran out: answered 202, job still queued
