@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from shared.errors import ApiError
@@ -75,6 +75,8 @@ class Operation:
     soft_time_limit: int  # seconds; the job fails with a refund past it
     time_limit: int  # hard limit: the worker process is killed
     options: Mapping[str, Option] = field(default_factory=dict)
+    # Checks across options (e.g. fmin < fmax); raises ApiError(400).
+    check: Callable[[dict[str, object]], None] | None = None
 
     def parse_options(self, raw: Mapping[str, object]) -> dict[str, object]:
         unknown = sorted(set(raw) - set(self.options))
@@ -84,6 +86,8 @@ class Operation:
         out = {name: opt.default for name, opt in self.options.items()}
         for name, value in raw.items():
             out[name] = self.options[name].parse(self.name, name, value)
+        if self.check is not None:
+            self.check(out)
         return out
 
     def cache_key(self, sha256: str, options: Mapping[str, object]) -> str:
@@ -93,8 +97,18 @@ class Operation:
         return f"{sha256}:{digest}"
 
 
-def _fast(name: str, task: str, version: str, **options: Option) -> Operation:
-    return Operation(name, task, "analysis", True, version, 120, 150, options)
+def _fast(name: str, task: str, version: str, check=None, **options: Option) -> Operation:
+    return Operation(name, task, "analysis", True, version, 120, 150, options, check)
+
+
+def _check_pitch_range(opts: dict[str, object]) -> None:
+    if not float(opts["fmin"]) < float(opts["fmax"]):  # type: ignore[arg-type]
+        raise ApiError(400, "Option 'fmin' of pitch must be below 'fmax'")
+
+
+# Pitch search range in Hz: from below a bass voice's lowest note to a
+# soprano's whistle register; beyond it f0 tracking is not meaningful.
+PITCH_HZ = (30.0, 2000.0)
 
 
 OPERATIONS: dict[str, Operation] = {
@@ -104,6 +118,19 @@ OPERATIONS: dict[str, Operation] = {
         _fast("key", "audioq.analysis.analyze_key", "key-1"),
         _fast("lufs", "audioq.analysis.measure_loudness", "loudness-1"),
         _fast("key-bpm", "audioq.analysis.analyze_key_tempo", "keytempo-1"),
+        _fast("beatgrid", "audioq.analysis.track_beat_grid", "beats-1"),
+        _fast("chords", "audioq.analysis.recognize_chords", "chords-1"),
+        _fast(
+            "pitch",
+            "audioq.analysis.track_pitch",
+            "pitch-1",
+            check=_check_pitch_range,
+            fmin=Option(float, 65.0, *PITCH_HZ, help="lowest f0 searched, Hz"),
+            fmax=Option(float, 1000.0, *PITCH_HZ, help="highest f0 searched, Hz"),
+        ),
+        # Long: answers 202 by default, reports progress; on the analysis queue
+        # because it is a few seconds of CPU, not minutes.
+        Operation("analyze/upload", "audioq.analysis.analyze_track", "analysis", False, "bundle-1", 600, 660),
     ]
 }
 

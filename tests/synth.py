@@ -263,3 +263,117 @@ def chord_progression(
         rms_d = np.sqrt(np.mean(drums**2)) + 1e-12
         out = out + drums * (rms_m / rms_d)
     return _normalize(out)
+
+
+# Waltz (3/4): kick on 1, snare on 2 and 3 ("oom-pah-pah"), 8th hats.
+_WALTZ: dict[str, list[tuple[float, float]]] = {
+    "kick": [(0, 1.0)],
+    "snare": [(1, 0.6), (2, 0.6)],
+    "hat": [(i / 2, 0.7 if i % 2 == 0 else 0.45) for i in range(6)],
+}
+
+
+def song(
+    bpm: float,
+    seconds: float,
+    key: str = "C",
+    mode: str = "major",
+    meter: int = 4,
+    pickup_beats: int = 0,
+    sr: int = SR,
+    seed: int = 0,
+    swing: float = 0.0,
+    pattern: str = "rock",
+    progression: str | None = None,
+    lead_in: float = 0.0,
+    drift: float = 0.0,
+) -> tuple[np.ndarray, list[float], list[float]]:
+    """Drums, a chord per bar and a bass line, with the true beat and
+    downbeat times (seconds) of everything that sounds.
+
+    ``meter`` 4 uses the 4/4 drum ``pattern`` (see :data:`PATTERNS`); meter 3
+    a waltz (kick on 1, snare on 2 and 3). Chords change on every downbeat
+    (``progression`` as in :func:`chord_progression`, so I–IV–V–I keeps the
+    tonic across one bar line in four), voiced as there; the bass plays the
+    root on 1 (and 3 in 4/4). ``pickup_beats`` beats of drums alone (the end
+    of a bar) come before the first downbeat, after ``lead_in`` seconds of
+    silence. ``swing`` in [0, 1] delays every off-beat 8th from half a beat
+    to two thirds of it (1 = triplet swing). ``drift`` bends the tempo: the
+    beat period changes linearly over the track, from ``drift``/2 longer to
+    ``drift``/2 shorter than 60/``bpm`` (0.04: ~2 % slower to ~2 % faster).
+    Hits get the same seeded ±10 % velocity and ±2 ms timing variation as
+    :func:`drum_pattern`; the grid itself is exact, so the returned times
+    are the truth to the sample. Beats in the last 50 ms are not returned
+    (a hit there is barely in the signal).
+    """
+    if meter not in (3, 4):
+        raise ValueError(f"meter must be 3 or 4, not {meter}")
+    if not 0 <= pickup_beats < meter:
+        raise ValueError(f"pickup_beats must be in 0..{meter - 1}")
+    hits = _WALTZ if meter == 3 else PATTERNS[pattern]
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    beat = 60.0 / bpm
+    total = max(1.0, (seconds - lead_in) / beat)  # beats in the track, about
+
+    def when(x: np.ndarray) -> np.ndarray:
+        # Time of beat position x (beats since the first played beat) for a
+        # period p(u) = beat * (1 - drift * (u / total - 1/2)): its integral.
+        x = np.asarray(x, np.float64)
+        return lead_in + beat * (x - drift * (x * x / (2 * total) - x / 2))
+
+    def swung(p: float) -> float:
+        return p + swing / 6 if p % 1 == 0.5 else p
+
+    bars = int(np.ceil(total * 1.05 / meter)) + 2
+    # Bar b starts at beat position pickup_beats + b * meter; bar -1 holds
+    # the pickup.
+    bar_start = pickup_beats + np.arange(-1, bars) * meter
+    drums = np.zeros(n, np.float64)
+    sounds = {
+        "kick": _kick(sr),
+        "snare": _snare(sr, rng),
+        "hat": _hat(sr, rng, 0.03),
+        "open_hat": _hat(sr, rng, 0.12),
+    }
+    for name, events in hits.items():
+        pos = np.array([swung(p) for p, _ in events])
+        vel = np.array([v for _, v in events])
+        x = (bar_start[:, None] + pos[None, :]).ravel()
+        gains = np.tile(vel, len(bar_start)) * rng.uniform(0.9, 1.1, len(x))
+        times = when(x) + rng.uniform(-2.0, 2.0, len(x)) / 1000
+        keep = x >= 0  # nothing before the pickup
+        starts = np.round(np.maximum(times[keep], 0) * sr).astype(np.int64)
+        _place(drums, sounds[name], starts, gains[keep])
+
+    tonic = PITCH_CLASSES.index(key)
+    if progression is None:
+        progression = "I-IV-V-I" if mode == "major" else "i-iv-V-i"
+    chords = PROGRESSIONS[progression]
+    music = np.zeros(n, np.float64)
+    bar = meter * beat
+    bass_beats = (0,) if meter == 3 else (0, 2)
+    for i, x0 in enumerate(bar_start[1:]):
+        degree, quality = chords[i % len(chords)]
+        root_pc = (tonic + degree) % 12
+        start = int(round(float(when(x0)) * sr))
+        if start >= n:
+            break
+        for interval in _TRIAD[quality]:
+            midi = 55 + (root_pc + interval - 55) % 12
+            tone = _note(440.0 * 2 ** ((midi - 69) / 12), bar, sr, 10, midi)
+            _place(music, tone, np.array([start]), 0.3 * rng.uniform(0.85, 1.0, 1))
+        bass = 36 + root_pc
+        for b in bass_beats:
+            s = int(round(float(when(x0 + b)) * sr))
+            tone = _note(440.0 * 2 ** ((bass - 69) / 12), bar / len(bass_beats), sr, 6, bass)
+            _place(music, tone, np.array([s]), 0.5 * rng.uniform(0.85, 1.0, 1))
+
+    rms_m = np.sqrt(np.mean(music**2)) + 1e-12
+    rms_d = np.sqrt(np.mean(drums**2)) + 1e-12
+    y = _normalize(music + drums * (rms_m / rms_d))
+    k = np.arange(int(np.ceil(total * 1.05)) + 2)
+    t = when(k)
+    keep = t <= seconds - 0.05
+    on_bar_line = (k >= pickup_beats) & ((k - pickup_beats) % meter == 0)
+    return y, [float(v) for v in t[keep]], [float(v) for v in t[keep & on_bar_line]]

@@ -18,7 +18,7 @@ from workers.dsp.tempo import Tempo, estimate_tempo, warmup
 SECONDS = 30.0
 
 # (pattern, notated BPM). Tempi per pattern stay within what the style is
-# played at (no 16th-note funk at 180); bench/analysis_accuracy.py sweeps
+# played at (no 16th-note funk at 180); bench/analysis.py sweeps
 # every pattern over the whole 60–180 range.
 CASES: list[tuple[str, float]] = [
     ("rock", 60.0),

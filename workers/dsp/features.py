@@ -14,7 +14,7 @@ one semitone), i.e. ~0.75 s windows, and only the band below 2 kHz (so it
 works on a 4× decimated copy). One transform serving both would either smear
 onsets or cost a 16× longer FFT at every 11.6 ms hop. On a 3-minute track
 estimate_tempo takes ~0.1 s and estimate_key ~0.04 s in all (measured by
-bench/analysis_accuracy.py): sharing could save at most part of the
+bench/analysis.py): sharing could save at most part of the
 latter, so :func:`analyze_key_tempo` simply runs both on the one decoded,
 resampled signal — that is the part worth sharing.
 """

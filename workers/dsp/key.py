@@ -35,7 +35,7 @@ their few chance peaks can correlate with any profile.
 
 Cost: ~40 ms for a 3-minute track. Memory: the decimated signal (a quarter
 of the input), STFT blocks of 256 frames and the list of spectral peaks:
-48 MB peak beyond the input for 20 minutes (bench/analysis_accuracy.py).
+48 MB peak beyond the input for 20 minutes (bench/analysis.py).
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ or without any onset, return tempo 0.0 with confidence 0.0.
 Cost: ~0.1 s for 3 minutes at 22.05 kHz. Memory: the STFT is taken in
 blocks of 2048 frames (~10 MB) reduced at once to three onset envelopes, so
 beyond the input only envelope-length arrays remain: 35 MB peak for a
-20-minute input (bench/analysis_accuracy.py).
+20-minute input (bench/analysis.py).
 """
 
 from __future__ import annotations

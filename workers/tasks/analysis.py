@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.dsp import features, key, loudness, tempo
+from workers.dsp import beats, chords, features, key, loudness, pitch, tempo
 from workers.runner import Audio, JobContext, job_task
 
 
@@ -37,9 +37,56 @@ def analyze_key_tempo(audio: Audio, options: dict, ctx: JobContext) -> dict:
     }
 
 
+@job_task("beatgrid")
+def track_beat_grid(audio: Audio, options: dict, ctx: JobContext) -> dict:
+    return beats.track_beats(audio.mono(), audio.analysis_sr).to_dict()
+
+
+@job_task("chords")
+def recognize_chords(audio: Audio, options: dict, ctx: JobContext) -> dict:
+    y = audio.mono()
+    grid = beats.track_beats(y, audio.analysis_sr)  # beat-synchronous labels
+    return chords.estimate_chords(y, audio.analysis_sr, beats=grid.beats or None).to_dict()
+
+
+@job_task("pitch")
+def track_pitch(audio: Audio, options: dict, ctx: JobContext) -> dict:
+    return pitch.track_pitch(
+        audio.mono(), audio.analysis_sr, fmin=options["fmin"], fmax=options["fmax"]
+    ).to_dict()
+
+
+@job_task("analyze/upload")
+def analyze_track(audio: Audio, options: dict, ctx: JobContext) -> dict:
+    """Everything at once from one decode and one resample; each part is
+    exactly what its own operation returns. The beat grid found once serves
+    the chords too."""
+    x, sr = audio.native
+    ctx.progress(0.1)
+    y = audio.mono()
+    ctx.progress(0.2)
+    k, t = features.analyze_key_tempo(y, audio.analysis_sr)
+    ctx.progress(0.4)
+    grid = beats.track_beats(y, audio.analysis_sr)
+    ctx.progress(0.6)
+    chord_list = chords.estimate_chords(y, audio.analysis_sr, beats=grid.beats or None)
+    ctx.progress(0.8)
+    loud = loudness.measure(x, sr)
+    return {
+        "duration_s": round(x.shape[0] / sr, 3),
+        "sample_rate": sr,
+        "channels": int(x.shape[1]),
+        "bpm": t.to_dict(),
+        "key": k.to_dict(),
+        "lufs": loud.to_dict(),
+        "beatgrid": grid.to_dict(),
+        **chord_list.to_dict(),
+    }
+
+
 def warmup() -> None:
     """First-call costs (JIT, FFT plans) paid at worker start."""
-    for module in (tempo, key, loudness):
+    for module in (tempo, key, loudness, beats, chords, pitch):
         fn = getattr(module, "warmup", None)
         if fn is not None:
             fn()
