@@ -1,16 +1,20 @@
-"""Chord estimation on generated progressions with a known chord timeline.
+"""Chord estimation on generated music with a known chord timeline.
 
 Scored with the MIREX ACE weighted overlap on the majmin vocabulary: the
 share of the track's duration where the estimated label equals the
-reference label (N included). tests/synth.py's chord_progression plays one
-chord per 4-beat bar from t = 0, cycling through its progression; the last
-bar is cut at the end of the track.
+reference label, N included (the same number as mir_eval's
+``weighted_accuracy(majmin(...))`` for these in-vocabulary references).
+tests/synth.py's chord_progression plays one chord per 4-beat bar from
+t = 0, cycling through its progression, the last bar cut at the end;
+synth.song plays drums alone until its first downbeat, then a chord per bar.
 
 Asserted: ≥ 0.85 per track and ≥ 0.9 on average for all 12 roots × the five
 progressions of synth.PROGRESSIONS (I–V–vi–IV and i–VI–III–VII among them),
 with and without drums, 80–160 BPM; the same or better with the known beat
-grid; off-440 Hz tuning; N on silence, noise and drums alone; well-formed,
-contiguous segments. ``pytest -s`` prints the scores.
+grid; songs in 3/4 and 4/4 with pickups, lead-ins, swing and tempo drift,
+also with the beats workers.dsp.beats tracks; off-440 Hz tuning, a melody
+over the chords, no bass fundamentals; N on silence, noise and drums
+alone; well-formed, contiguous segments. ``pytest -s`` prints the scores.
 """
 
 from __future__ import annotations
@@ -165,6 +169,58 @@ def test_tuning_tolerance(tonic, progression, cents):
     assert overlap_score(chords.segments, reference(tonic, progression, SECONDS, 110.0), SECONDS) >= MIN_SCORE
 
 
+def song_reference(
+    key: str, mode: str, progression: str | None, downbeats: list[float], seconds: float
+) -> list[ChordSegment]:
+    """synth.song's timeline: N until the first downbeat (lead-in silence
+    and drum-only pickup), then one chord per bar from its downbeats."""
+    if progression is None:
+        progression = "I-IV-V-I" if mode == "major" else "i-iv-V-i"
+    chords = synth.PROGRESSIONS[progression]
+    tonic_pc = synth.PITCH_CLASSES.index(key)
+    out = [ChordSegment(0.0, downbeats[0], "N")] if downbeats[0] > 0 else []
+    edges = [*downbeats, seconds]
+    for i in range(len(downbeats)):
+        degree, quality = chords[i % len(chords)]
+        root = synth.PITCH_CLASSES[(tonic_pc + degree) % 12]
+        out.append(ChordSegment(edges[i], edges[i + 1], f"{root}:{quality}"))
+    return out
+
+
+SONGS = [
+    {"bpm": 96.0, "key": "E", "mode": "minor", "meter": 3, "pickup_beats": 1},
+    {"bpm": 140.0, "key": "A#", "mode": "major", "meter": 3, "pickup_beats": 2, "progression": "I-V-vi-IV"},
+    {"bpm": 88.0, "key": "C#", "mode": "minor", "pickup_beats": 3, "lead_in": 2.0,
+     "progression": "i-VI-III-VII"},
+    {"bpm": 110.0, "key": "F", "mode": "major", "drift": 0.06, "swing": 1.0, "pattern": "swing",
+     "progression": "I-V-vi-IV"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kwargs", SONGS, ids=lambda kw: f"{kw['key']}-{kw['mode']}-{kw['bpm']:g}")
+def test_songs_with_true_and_tracked_beats(kwargs):
+    """synth.song: 3/4 and 4/4, drum-only pickups, silent lead-ins, swing and
+    tempo drift. Beat-synchronous with the true beats and with the beats
+    workers.dsp.beats finds (what the chords job passes)."""
+    from workers.dsp.beats import track_beats
+
+    seconds = 24.0
+    y, beats, downbeats = synth.song(seconds=seconds, sr=SR, seed=7, **kwargs)
+    ref = song_reference(kwargs["key"], kwargs["mode"], kwargs.get("progression"), downbeats, seconds)
+    free = estimate_chords(y, SR)
+    assert_well_formed(free, seconds)
+    assert free.segments[0].label == "N" or downbeats[0] < 0.5
+    scores = {
+        "free": overlap_score(free.segments, ref, seconds),
+        "true beats": overlap_score(estimate_chords(y, SR, beats).segments, ref, seconds),
+        "tracked beats": overlap_score(
+            estimate_chords(y, SR, track_beats(y, SR).beats or None).segments, ref, seconds
+        ),
+    }
+    assert min(scores.values()) >= MIN_SCORE, scores
+    assert scores["true beats"] >= scores["free"] - 0.01, scores
+
+
 def _melody(tonic: str, minor: bool, bpm: float, seconds: float, seed: int) -> np.ndarray:
     """One random scale note per beat in MIDI 72–83, 4 decaying harmonics:
     passing tones that belong to no chord of the bar half of the time."""
@@ -260,6 +316,15 @@ def test_beats_outside_track_and_duplicates_are_ignored():
     assert_well_formed(chords, 8.0)
     assert [s.label for s in chords.segments] == ["G:min", "D#:maj", "A#:maj", "F:maj"]
     assert [s.start for s in chords.segments] == [0.0, 2.0, 4.0, 6.0]
+
+
+def test_rejects_non_finite_and_multichannel_input():
+    y = np.zeros(SR, np.float32)
+    y[100] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        estimate_chords(y, SR)
+    with pytest.raises(ValueError, match="mono"):
+        estimate_chords(np.zeros((SR, 2), np.float32), SR)
 
 
 def test_to_dict():
