@@ -286,6 +286,36 @@ def _ours(path: Path, computes: list, laps: Laps, mono: bool) -> list:
     return out
 
 
+class _Progress:
+    """Stands in for the job context: the bundle reports progress."""
+
+    def progress(self, fraction: float) -> None:
+        pass
+
+
+def _bundle(path: Path, laps: Laps) -> list:
+    a = Audio(path, audio.probe(path))
+    laps("probe")
+    out = analysis.analyze_track.compute(a, {}, _Progress())
+    laps("analysis")
+    return [out]
+
+
+def _bundle_parts(path: Path, laps: Laps) -> list:
+    """What analyze/upload replaces: its five parts as five jobs."""
+    a = analysis
+    out = []
+    for c, mono in (
+        (a.analyze_tempo.compute, True),
+        (a.analyze_key.compute, True),
+        (a.measure_loudness.compute, False),
+        (a.track_beat_grid.compute, True),
+        (a.recognize_chords.compute, True),
+    ):
+        out += _ours(path, [c], laps, mono=mono)
+    return out
+
+
 def _ours_two_jobs(path: Path, laps: Laps) -> list:
     """key-bpm and lufs as two separate jobs: each decodes the file itself."""
     k = _ours(path, [analysis.analyze_key_tempo.compute], laps, mono=True)
@@ -398,6 +428,8 @@ def speed(repeats: int, directory: Path, variants: bool = True) -> np.ndarray:
             lambda L: _ours(path, [a.analyze_key_tempo.compute, a.measure_loudness.compute], L, True),
         ),
         ("ours", "key-bpm job + lufs job (two decodes)", lambda L: _ours_two_jobs(path, L)),
+        ("ours", "analyze/upload (one job)", lambda L: _bundle(path, L)),
+        ("ours", "bpm+key+lufs+beatgrid+chords as five jobs", lambda L: _bundle_parts(path, L)),
         ("librosa", "tempo", lambda L: _lib_tempo(path, L)),
         ("librosa", "key", lambda L: _lib_key(path, L)),
         ("librosa", "loudness", lambda L: _lib_loudness(path, L)),
@@ -405,7 +437,11 @@ def speed(repeats: int, directory: Path, variants: bool = True) -> np.ndarray:
         ("librosa", "tempo + key + loudness, one load (variant)", lambda L: _lib_all_one_load(path, L)),
     ]
     if not variants:
-        rows_def = [r for r in rows_def if "two decodes" not in r[1] and "variant" not in r[1]]
+        rows_def = [
+            r
+            for r in rows_def
+            if not any(w in r[1] for w in ("two decodes", "variant", "analyze", "five jobs"))
+        ]
     measured = timed({f"{route}: {name}": fn for route, name, fn in rows_def}, repeats)
     timings = {(route, name): measured[f"{route}: {name}"] for route, name, _ in rows_def}
 
