@@ -296,43 +296,19 @@ def get(r: redis.Redis, owner_id: str, asset_id: str, *, now: float | None = Non
 def list_for_owner(
     r: redis.Redis, owner_id: str, *, limit: int, cursor: str | None, now: float | None = None
 ) -> tuple[list[Asset], str | None]:
-    """Newest first; ``cursor`` is the last asset id of the previous page (exclusive).
-
-    Returns (page, next_cursor); next_cursor is None on the last page.
-    """
+    """Live assets, newest first; ``cursor`` is the last asset id of the
+    previous page (exclusive). Returns (page, next_cursor)."""
     t = db.now() if now is None else now
-    zkey = db.owner_assets_key(owner_id)
-    start = 0
-    if cursor:
-        rank = r.zrevrank(zkey, cursor)
-        if rank is None:
-            raise ApiError(400, "Unknown cursor: pass the last asset_id of the previous page")
-        start = rank + 1
-    page: list[Asset] = []
-    more = False
-    batch = max(limit, 50)
-    while True:
-        ids_ = r.zrevrange(zkey, start, start + batch - 1)
-        if not ids_:
-            break
-        with r.pipeline(transaction=False) as p:
-            for i in ids_:
-                p.hgetall(db.asset_key(i))
-            hashes = p.execute()
-        start += len(ids_)
-        for h in hashes:
-            if not h:
-                continue
-            a = Asset.from_hash(h)
-            if a.expires_at <= t:
-                continue
-            if len(page) == limit:
-                more = True
-                break
-            page.append(a)
-        if more:
-            break
-    return page, (page[-1].id if more and page else None)
+    hashes, next_cursor = db.newest_first(
+        r,
+        db.owner_assets_key(owner_id),
+        db.asset_key,
+        limit=limit,
+        cursor=cursor,
+        keep=lambda h: float(h["expires_at"]) > t,
+        what="asset_id",
+    )
+    return [Asset.from_hash(h) for h in hashes], next_cursor
 
 
 # --------------------------------------------------------------------------- expiry

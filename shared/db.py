@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 
 import redis
 
+from shared.errors import ApiError
 from shared.settings import Settings
 
 PREFIX = "aq:"
@@ -110,3 +112,44 @@ def iso(ts: float | str | None) -> str | None:
         return None
     t = dt.datetime.fromtimestamp(float(ts), tz=dt.UTC)
     return t.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def newest_first(
+    r: redis.Redis,
+    index: str,
+    record_key: Callable[[str], str],
+    *,
+    limit: int,
+    cursor: str | None,
+    keep: Callable[[dict], bool] = lambda h: True,
+    what: str = "id",
+) -> tuple[list[dict], str | None]:
+    """A page of the records an owner index (zset by created_at) points to,
+    newest first, after ``cursor`` (the last id of the previous page,
+    exclusive). Records that are gone are pruned from the index; ``keep``
+    filters the rest (e.g. expired assets). Returns (hashes, next_cursor),
+    next_cursor None on the last page."""
+    start = 0
+    if cursor:
+        rank = r.zrevrank(index, cursor)
+        if rank is None:
+            raise ApiError(400, f"Unknown cursor: pass the last {what} of the previous page")
+        start = rank + 1
+    page: list[dict] = []
+    while True:
+        ids = r.zrevrange(index, start, start + max(limit, 50) - 1)
+        if not ids:
+            return page, None
+        with r.pipeline(transaction=False) as p:
+            for i in ids:
+                p.hgetall(record_key(i))
+            hashes = p.execute()
+        start += len(ids)
+        gone = [i for i, h in zip(ids, hashes, strict=True) if not h]
+        if gone:
+            r.zrem(index, *gone)
+        for h in hashes:
+            if h and keep(h):
+                if len(page) == limit:
+                    return page, page[-1]["id"]
+                page.append(h)

@@ -253,37 +253,12 @@ def get(r: redis.Redis, owner: str, job_id: str) -> Job:
 def list_for_owner(
     r: redis.Redis, owner: str, *, limit: int, cursor: str | None
 ) -> tuple[list[Job], str | None]:
-    """Newest first; ``cursor`` = last job id of the previous page (exclusive)."""
-    zkey = db.owner_jobs_key(owner)
-    start = 0
-    if cursor:
-        rank = r.zrevrank(zkey, cursor)
-        if rank is None:
-            raise ApiError(400, "Unknown cursor: pass the last job_id of the previous page")
-        start = rank + 1
-    page: list[Job] = []
-    stale: list[str] = []
-    more = False
-    while not more:
-        batch = r.zrevrange(zkey, start, start + max(limit, 50) - 1)
-        if not batch:
-            break
-        with r.pipeline(transaction=False) as p:
-            for i in batch:
-                p.hgetall(db.job_key(i))
-            hashes = p.execute()
-        start += len(batch)
-        for job_id, h in zip(batch, hashes, strict=True):
-            if not h:
-                stale.append(job_id)  # its record expired
-                continue
-            if len(page) == limit:
-                more = True
-                break
-            page.append(Job.from_hash(h))
-    if stale:
-        r.zrem(zkey, *stale)
-    return page, (page[-1].id if more and page else None)
+    """Newest first; ``cursor`` = last job id of the previous page (exclusive).
+    Jobs whose records expired drop out of the index."""
+    hashes, next_cursor = db.newest_first(
+        r, db.owner_jobs_key(owner), db.job_key, limit=limit, cursor=cursor, what="job_id"
+    )
+    return [Job.from_hash(h) for h in hashes], next_cursor
 
 
 # --------------------------------------------------------------------------- transitions
