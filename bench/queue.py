@@ -47,7 +47,6 @@ import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-import urllib.request  # noqa: E402
 
 import numpy as np  # noqa: E402
 import redis  # noqa: E402
@@ -243,29 +242,6 @@ def redis_ping_ms(r: redis.Redis, n: int = 200) -> float:
 # -------------------------------------------------------------------- celery
 
 
-def wait_ping(app, proc, log_path: Path, what: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited: {log_path.read_text()[-3000:]}")
-        if app.control.ping(timeout=0.5):
-            return
-    raise RuntimeError(f"{what} did not answer a ping in {timeout} s: {log_path.read_text()[-3000:]}")
-
-
-def wait_http(url: str, proc, log_path: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {log_path.read_text()[-3000:]}") from None
-            time.sleep(0.1)
-    raise RuntimeError(f"gunicorn did not answer {url} in {timeout} s: {log_path.read_text()[-3000:]}")
-
-
 def raw_celery(redis_port: int, tmp: Path, base_env: dict, n: int, children: list) -> dict:
     mod_dir = tmp / "noop"
     mod_dir.mkdir()
@@ -295,7 +271,7 @@ def raw_celery(redis_port: int, tmp: Path, base_env: dict, n: int, children: lis
         sys.path.remove(str(mod_dir))
     app, noop = mod.app, mod.noop
     try:
-        wait_ping(app, proc, log_path, "no-op worker")
+        services.wait_celery(app, proc, log_path, "no-op worker")
         for _ in range(WARMUP):
             noop.delay().get(timeout=10)
         ms = []
@@ -345,10 +321,10 @@ def run(n: int, tmp: Path) -> dict:
         children.append(gunicorn)
         worker = services.spawn(services.celery_worker_cmd(concurrency=1), worker_log, env=env, cwd=REPO_ROOT)
         children.append(worker)
-        wait_http(f"http://127.0.0.1:{api_port}/healthz", gunicorn, gunicorn_log)
+        services.wait_http(f"http://127.0.0.1:{api_port}/healthz", gunicorn, gunicorn_log)
         client_app = queue.make_celery(settings)
         try:
-            wait_ping(client_app, worker, worker_log, "celery worker")
+            services.wait_celery(client_app, worker, worker_log, "celery worker")
         finally:
             client_app.close()
 

@@ -25,6 +25,9 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# bench/queue.py is named like the standard library's queue module: take this
+# folder off the path so imports (redis, celery) get the real one.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(REPO_ROOT))
 
 import argparse  # noqa: E402
@@ -37,7 +40,6 @@ import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-import urllib.request  # noqa: E402
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
@@ -210,19 +212,6 @@ def direct_upload(client: Minio, path: Path, part_size: int) -> dict:
 # --------------------------------------------------------------------- stack
 
 
-def wait_http(url: str, proc, log_path: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {log_path.read_text()[-3000:]}") from None
-            time.sleep(0.1)
-    raise RuntimeError(f"gunicorn did not answer {url} in {timeout} s: {log_path.read_text()[-3000:]}")
-
-
 def run(reps: int, tmp: Path) -> dict:
     procs: list = []
     gunicorn = None
@@ -262,7 +251,7 @@ def run(reps: int, tmp: Path) -> dict:
         gunicorn = services.spawn(
             services.gunicorn_cmd(f"127.0.0.1:{api_port}", workers=1), gunicorn_log, env=env, cwd=REPO_ROOT
         )
-        wait_http(f"http://127.0.0.1:{api_port}/healthz", gunicorn, gunicorn_log)
+        services.wait_http(f"http://127.0.0.1:{api_port}/healthz", gunicorn, gunicorn_log)
         worker = gunicorn_worker(gunicorn.pid)
 
         files = tmp / "files"

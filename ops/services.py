@@ -263,6 +263,38 @@ def celery_worker_cmd(concurrency: int = 2, queues: str = "analysis,heavy,mainte
     ]  # fmt: skip
 
 
+def wait_http(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 30) -> None:
+    """Until ``url`` answers (any status), or raise with the log's tail."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise ServiceError(f"{url}: the server exited: {log_path.read_text()[-3000:]}") from None
+            time.sleep(0.1)
+    raise ServiceError(f"{url} did not answer in {timeout} s: {log_path.read_text()[-3000:]}")
+
+
+def wait_celery(
+    app, proc: subprocess.Popen, log_path: Path, what: str = "celery worker", timeout: float = 90
+) -> None:
+    """Until a worker of ``app`` answers a ping over the broker."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceError(f"{what} exited: {log_path.read_text()[-3000:]}")
+        if app.control.ping(timeout=0.5):
+            return
+    raise ServiceError(f"{what} did not answer a ping in {timeout} s: {log_path.read_text()[-3000:]}")
+
+
 def gunicorn_cmd(bind: str, workers: int = 2) -> list[str]:
     """The API as production runs it (settings in web/gunicorn_conf.py)."""
     return [

@@ -8,8 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,14 +156,7 @@ def worker(stack_env, service_dir, base_settings):
     try:
         from workers.app import app as celery_app
 
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if p.poll() is not None:
-                pytest.fail(f"celery worker exited: {log.read_text()[-3000:]}")
-            if celery_app.control.ping(timeout=0.5):
-                break
-        else:
-            pytest.fail(f"celery worker did not answer a ping: {log.read_text()[-3000:]}")
+        services.wait_celery(celery_app, p, log)
         yield services.Proc("worker", p, {}, log)
     finally:
         services.stop_process(p)
@@ -182,15 +173,11 @@ def live_api(stack_env, service_dir):
         services.gunicorn_cmd(f"127.0.0.1:{port}", workers=1), log, env=_child_env(stack_env), cwd=ROOT
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1)
-            break
-        except OSError:
-            if p.poll() is not None:
-                pytest.fail(f"gunicorn exited: {log.read_text()[-3000:]}")
-            time.sleep(0.1)
+    try:
+        services.wait_http(url + "/healthz", p, log)
+    except services.ServiceError:
+        services.stop_process(p)
+        raise
     yield url
     services.stop_process(p)
 
