@@ -55,6 +55,40 @@ Two additions to pYIN, tuned on the melodies of tests/test_dsp_pitch.py
   Voicing false alarm on clean melodies 0.12 → 0.01 (librosa.pyin: 0.28),
   recall 0.990 → 0.988.
 
+**Predominant pitch** (added for melodies in a full mix, after Klapuri's
+harmonic summation and Salamon & Gómez's Melodia voicing). A Hann-windowed
+2048-sample spectrum (93 ms) is taken at each frame's centre, and every
+0.1-semitone bin f gets the salience Σ_{h≤5} 0.8^(h−1) · |X(h·f)| (the
+largest of the 3 nearest FFT bins). The YIN candidates keep their frame's
+total, but each one's share is multiplied by (salience / the frame's peak
+salience)^512, i.e. in practice the candidate of the loudest harmonic source
+takes the frame, and the lead (not a bass or chord partial) wins. pYIN's own
+voiced probability then only decides whether the frame has a candidate at
+all; the probability itself becomes a product of three logistic terms in
+the frame's peak salience S (dB): 10:1 odds per 3 dB above the track's mean
+S (every 4th frame within 60 dB of the loudest, so the track's silence does
+not count), a penalty of 10× per 10 dB once S is more than 6 dB below its
+maximum over the last 0.6 s (a release or reverb tail, where the band plays
+on), and a crest gate, S at least 3.5 dB above the mean salience over all
+bins (white noise: 1.3–2.2 dB; a held note: 5–9 dB). On the 32 songs of
+bench/accuracy.py (lead +6 dB over drums, bass and chords, fmin 100 Hz,
+fmax 1100 Hz) raw pitch accuracy 0.741 → 0.875, raw chroma 0.817 → 0.881,
+voicing recall 0.850 → 0.896, false alarm 0.469 → 0.281, overall accuracy
+0.690 → 0.837; tests/test_dsp_pitch.py unchanged (all pass). Tried and
+dropped: 10 harmonics (RPA 0.863), 3–4 or 6 (0.843–0.872), α 0.65/0.9,
+1024/4096-sample spectra, a milder power (RPA 0.75 at 1, 0.80 at 16, 0.85
+at 128), adding the salience peak as an extra candidate, a wider pitch
+transition; a voicing threshold higher by ¼ std trades RPA 0.875 → 0.857
+for false alarm 0.28 → 0.23 (overall about the same). With the salience
+voicing, the centre-level factor below only matters where it zeroes a
+frame. Cost: one extra FFT per frame, one more on every 4th frame for the
+track mean (a separate pass so that block-wise decoding stays exact), and
+415 × 5 lookups per frame: ~0.3 s per 3 minutes (0.53 → 0.82 s for a
+3-minute mix on an idle 2-core box). The price on clean melodies: RPA
+0.987–0.998 → 0.967–0.982 (voicing recall, on quiet or fading notes), false
+alarm 0.024–0.050 → 0.020–0.035; over chords and drums 12 dB down RPA 0.950
+→ 0.971 (false alarm 0.21–0.52 → 0.02–0.07), 6 dB down 0.813 → 0.890.
+
 Frames are centred on ``t · hop`` with a 256-sample hop at 22.05 kHz
 (11.6 ms; the hop scales with ``sr``). A frame holds 3.5 periods of
 ``fmin`` — W = 2.5 periods plus the longest lag — i.e. 1200 samples (54 ms)
@@ -103,7 +137,7 @@ from functools import lru_cache
 import numba
 import numpy as np
 from scipy import fft as sfft
-from scipy import stats
+from scipy import ndimage, stats
 
 FMIN_BOUNDS = (30.0, 2000.0)  # what the API accepts for fmin and fmax (fmin < fmax)
 
@@ -119,6 +153,18 @@ SWITCH_PROB = 0.01
 CENTRE_RATIO = 0.3  # centre level (power) below 0.3 × the frame's ...
 CENTRE_POWER = 3.0  # ... scales the voiced probability by the ratio cubed
 LAG_PENALTY = 3.0  # weight of τ · mean power added to d(τ) when sharing among troughs
+SAL_FFT = 2048  # salience spectra: Hann window of 2048 samples (93 ms) at 22.05 kHz, scaled with sr
+SAL_HARMONICS = 5  # harmonics summed into a pitch's salience ...
+SAL_ALPHA = 0.8  # ... harmonic h weighted SAL_ALPHA ** (h - 1)
+SAL_POWER = 512.0  # candidate probability × (salience / frame's peak salience) ** SAL_POWER
+SAL_VOICED_DB = 3.0  # voiced prob.: logistic in peak salience − track mean (dB), 10:1 odds per 3 dB
+SAL_DROP_DB = 6.0  # a frame 6 dB below the peak salience of the last ...
+SAL_DROP_SECONDS = 0.3  # ... 2 × 0.3 s (a release, a reverb tail) loses voiced probability ...
+SAL_DROP_SLOPE_DB = 10.0  # ... 10× per 10 dB further down
+SAL_STATS_RANGE_DB = 60.0  # the track mean is over frames within 60 dB of the loudest ...
+SAL_STATS_STEP = 4  # ... and over every 4th frame
+SAL_CREST_DB = 3.5  # peak salience < 3.5 dB above the frame's mean over all pitches (noise) ...
+SAL_CREST_SLOPE_DB = 0.5  # ... is unvoiced: logistic, 10:1 odds per 0.5 dB
 VITERBI_BEAM = 200.0  # voiced states e^200 less likely than the best are not extended
 
 NOTE_STABLE_CENTS = 50.0
@@ -148,8 +194,9 @@ class Note:
 class Pitch:
     """Frame-wise f0 track and notes. Frame ``i`` is centred at ``i * hop_s`` s;
     ``f0_hz[i]`` (Hz, 2 decimals) is None where the Viterbi path is unvoiced;
-    ``voiced_prob[i]`` is pYIN's voiced probability in [0, 1] (3 decimals),
-    after the centre-level factor (module docstring)."""
+    ``voiced_prob[i]`` is the voiced probability in [0, 1] (3 decimals): the
+    salience-based one wherever pYIN found a candidate, else 0 (module
+    docstring)."""
 
     hop_s: float
     f0_hz: list[float | None]
@@ -349,7 +396,11 @@ def _candidates(
         if n == 0:
             continue
         share = _threshold_probs(xp, idx, n, thresholds, beta_probs, decay, no_trough_prob, probs)
-        gain = min(1.0, level[f] / (centre_ratio * e_all)) ** centre_power
+        if e_all <= 1e-12:
+            # Near-digital silence after a loud passage: the running energy sum
+            # cannot resolve it (float64 cancellation), so it is not voiced.
+            continue
+        gain = min(1.0, max(0.0, level[f]) / (centre_ratio * e_all)) ** centre_power
         scale = min(1.0, total) * gain / share
         for m in range(n):
             pr = probs[m] * scale
@@ -521,6 +572,121 @@ def _observe(y: np.ndarray, p: _Params, f0: int, f1: int) -> tuple[np.ndarray, .
     return obs, freq, voiced, level
 
 
+@numba.njit(cache=True)
+def _salience_weight(mag, df, fmin, bins_per_octave, n_harm, alpha, power, obs, peaks, crest):
+    """Harmonic-summation salience of every pitch bin in each frame of ``mag``
+    (magnitude spectra, ``df`` Hz apart): Σ_h alpha^(h−1) · |X| at h·f (the
+    largest of the 3 nearest FFT bins). Writes each frame's peak salience and
+    its ratio to the mean over all bins into ``peaks``/``crest``; if ``obs``
+    has rows, scales each candidate's probability by (salience / peak)^power,
+    keeping the frame's total."""
+    n_frames = mag.shape[0]
+    n_bins = obs.shape[1]
+    weigh = obs.shape[0] > 0
+    n_fft = mag.shape[1]
+    sal = np.empty(n_bins)
+    bin_hz = np.empty(n_bins)
+    for b in range(n_bins):
+        bin_hz[b] = fmin * 2.0 ** (b / bins_per_octave)
+    for f in range(n_frames):
+        peaks[f] = 0.0
+        crest[f] = 0.0
+        peak = 0.0
+        for b in range(0, n_bins):
+            hz = bin_hz[b]
+            acc = 0.0
+            w = 1.0
+            for h in range(1, n_harm + 1):
+                k = hz * h / df
+                k0 = int(k + 0.5)
+                if k0 + 1 >= n_fft:
+                    break
+                m = mag[f, k0]
+                if mag[f, k0 - 1] > m:
+                    m = mag[f, k0 - 1]
+                if mag[f, k0 + 1] > m:
+                    m = mag[f, k0 + 1]
+                acc += w * m
+                w *= alpha
+            sal[b] = acc
+            if acc > peak:
+                peak = acc
+        peaks[f] = peak
+        if peak <= 0.0:
+            continue
+        mean_sal = 0.0
+        for b in range(n_bins):
+            mean_sal += sal[b]
+        crest[f] = peak * n_bins / mean_sal
+        if not weigh:
+            continue
+        before = 0.0
+        after = 0.0
+        for b in range(n_bins):
+            if obs[f, b] > 0.0:
+                before += obs[f, b]
+                obs[f, b] *= (sal[b] / peak) ** power
+                after += obs[f, b]
+        if after > 0.0:
+            for b in range(n_bins):
+                obs[f, b] *= before / after
+
+
+def _salience_mag(y: np.ndarray, p: _Params, f0: int, f1: int, step: int = 1) -> tuple[np.ndarray, float]:
+    """Hann-windowed magnitude spectra of frames f0, f0 + step, … < f1 (centred
+    as the YIN frames) and their bin spacing in Hz."""
+    n = sfft.next_fast_len(max(64, round(SAL_FFT * p.sr / 22050)), real=True)
+    half = n // 2
+    a, b = f0 * p.hop - half, (f1 - 1) * p.hop + n - half
+    chunk = np.zeros(b - a, np.float32)
+    lo, hi = max(a, 0), min(b, len(y))
+    if hi > lo:
+        chunk[lo - a : hi - a] = y[lo:hi]
+    frames = np.lib.stride_tricks.sliding_window_view(chunk, n)[:: p.hop * step]
+    win = np.hanning(n).astype(np.float32)
+    mag = np.abs(sfft.rfft(frames * win, axis=1))
+    return mag, p.sr / n
+
+
+def _salience_mean_db(y: np.ndarray, p: _Params, total: int) -> float:
+    """Mean peak salience (dB) of the track, over every SAL_STATS_STEP-th frame
+    within SAL_STATS_RANGE_DB of the loudest."""
+    db = []
+    for s in range(0, total, BLOCK_FRAMES):
+        e = min(total, s + BLOCK_FRAMES)
+        mag, df = _salience_mag(y, p, s, e, SAL_STATS_STEP)
+        peaks, crest = np.zeros(len(mag)), np.zeros(len(mag))
+        _salience_weight(
+            mag,
+            df,
+            p.fmin,
+            12.0 * BINS_PER_SEMITONE,
+            SAL_HARMONICS,
+            SAL_ALPHA,
+            SAL_POWER,
+            np.zeros((0, p.n_bins)),
+            peaks,
+            crest,
+        )
+        db.append(20 * np.log10(np.maximum(peaks, 1e-30)))
+    d = np.concatenate(db)
+    return float(d[d > d.max() - SAL_STATS_RANGE_DB].mean())
+
+
+def _salience_voiced(peaks: np.ndarray, crest: np.ndarray, mean_db: float, p: _Params) -> np.ndarray:
+    """Voiced probability of consecutive frames from their peak harmonic
+    salience and its crest (module docstring); the first SAL_DROP_SECONDS
+    lack their history."""
+    db = 20 * np.log10(np.maximum(peaks, 1e-30))
+    k = max(1, round(SAL_DROP_SECONDS * p.sr / p.hop))
+    recent = ndimage.maximum_filter1d(db, 2 * k + 1, origin=k)  # the last 2k+1 frames
+    drop = np.minimum(1.0, 10.0 ** ((db - recent + SAL_DROP_DB) / SAL_DROP_SLOPE_DB))
+    crest_db = 10 * np.log10(np.maximum(crest, 1e-30))
+    logistic = lambda z: 1.0 / (1.0 + 10.0 ** -np.clip(z, -50, 50))  # noqa: E731
+    loud = logistic((db - mean_db) / SAL_VOICED_DB)
+    return drop * loud * logistic((crest_db - SAL_CREST_DB) / SAL_CREST_SLOPE_DB)
+
+
 def _decode(obs: np.ndarray, voiced: np.ndarray, p: _Params) -> np.ndarray:
     """Viterbi states of the frames whose observations are given; ``obs`` is
     overwritten by its logarithm."""
@@ -571,11 +737,23 @@ def track_pitch(y: np.ndarray, sr: int, fmin: float = 65.0, fmax: float = 1000.0
     prob = np.zeros(total)
     level = np.zeros(total)
     bin_hz = p.fmin * 2.0 ** (np.arange(p.n_bins) / (12 * BINS_PER_SEMITONE))
+    mean_db = _salience_mean_db(y, p, total)
     for s in range(0, total, BLOCK_FRAMES):
         e = min(total, s + BLOCK_FRAMES)
         # Decode with a margin each side (see the module docstring), keep [s, e).
         a, b = max(0, s - OVERLAP_FRAMES), min(total, e + OVERLAP_FRAMES)
         obs, freq, voiced, lev = _observe(y, p, a, b)
+        # Predominant pitch: the candidates of the most salient harmonic
+        # source take the frame's probability, which is the salience's.
+        mag, df = _salience_mag(y, p, a, b)
+        peaks, crest = np.zeros(b - a), np.zeros(b - a)
+        _salience_weight(
+            mag, df, p.fmin, 12.0 * BINS_PER_SEMITONE, SAL_HARMONICS, SAL_ALPHA, SAL_POWER, obs, peaks, crest
+        )
+        sal_voiced = _salience_voiced(peaks, crest, mean_db, p)
+        has = voiced > 0
+        obs *= np.where(has, sal_voiced / np.where(has, voiced, 1.0), 0.0)[:, None]
+        voiced = np.where(has, sal_voiced, 0.0)
         keep = slice(s - a, e - a)
         states = _decode(obs, voiced, p)[keep]
         bins = np.minimum(states, p.n_bins - 1)
