@@ -171,3 +171,11 @@ def test_a_twenty_minute_file(client, api_key, worker):
     assert abs(r["duration_s"] - 1200) < 0.1
     assert abs(r["bpm"]["tempo"] - 120) <= 1.2 and r["key"]["key"] == "A minor"
     assert len(r["beatgrid"]["beats"]) > 2000
+
+
+def test_bad_options_store_nothing(client, api_key, storage):
+    key = api_key()
+    y, _ = melody([60, 62])
+    resp = submit(client, key, "pitch?fmin=900&fmax=100", as_wav(y))
+    assert resp.status_code == 400
+    assert list(storage.list()) == []  # refused before the audio was stored

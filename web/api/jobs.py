@@ -42,8 +42,9 @@ def _json_body() -> dict:
     return body
 
 
-def _input() -> tuple[assets.Asset, dict]:
-    """The source asset and the raw options, from either input form."""
+def _input(op: operations.Operation) -> tuple[assets.Asset, dict]:
+    """The source asset and the validated options, from either input form.
+    Options are checked before any audio is stored."""
     svc = services.get()
     query = request.args.to_dict()
     query_asset = query.pop("asset_id", None)
@@ -57,15 +58,18 @@ def _input() -> tuple[assets.Asset, dict]:
         asset_id = asset_id if asset_id is not None else query_asset
         if not isinstance(asset_id, str) or not asset_id:
             raise ApiError(400, 'Send {"asset_id": "afa_..."} or the audio bytes themselves')
-        return assets.get(svc.redis, g.key.id, asset_id), {**query, **body}
+        options = op.parse_options({**query, **body})
+        return assets.get(svc.redis, g.key.id, asset_id), options
     if uploads.is_audio_body(mimetype) and has_body:
         if query_asset is not None:
             raise ApiError(400, "Send either audio bytes or an asset_id, not both")
+        options = op.parse_options(query)
         uploads.admit()
         asset, _ = uploads.store(request.stream.read)
-        return asset, query
+        return asset, options
     if not has_body and query_asset:
-        return assets.get(svc.redis, g.key.id, query_asset), query
+        options = op.parse_options(query)
+        return assets.get(svc.redis, g.key.id, query_asset), options
     if not has_body:
         raise ApiError(400, 'Send the audio bytes, or JSON {"asset_id": "afa_..."}')
     raise ApiError(
@@ -156,8 +160,7 @@ def _respond(job: jobs.Job, asset: assets.Asset, applied: list[str]):
 def submit(op_name: str):
     op = operations.get(op_name)
     svc = services.get()
-    asset, raw_options = _input()
-    options = op.parse_options(raw_options)
+    asset, options = _input(op)
     wait_s, applied = params.prefer_wait(svc.settings.sync_wait_s if op.sync else 0.0)
     plan = svc.settings.plan(g.key.plan)
     sub = jobs.submit(
