@@ -84,17 +84,13 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import soxr
-from scipy.ndimage import uniform_filter1d
 
 from workers.dsp.features import n_frames, stft_magnitude_blocks
 from workers.dsp.key import (
-    CONTRAST_HZ,
-    FMAX_HZ,
-    FMIN_HZ,
     HARMONIC_SHIFTS,
-    PEAK_CONTRAST,
     PITCH_CLASSES,
     TARGET_SR,
+    block_peaks,
 )
 
 QUALITIES = ("maj", "min")
@@ -158,25 +154,13 @@ def _pitch_salience(y: np.ndarray, sr: int) -> _Frames:
     x = soxr.resample(y, sr, fs) if q > 1 else y
     n_fft = int(2 ** round(np.log2(WINDOW_SECONDS * fs)))
     hop = max(1, int(round(HOP_SECONDS * fs)))
-    lo = max(1, int(FMIN_HZ * n_fft / fs))
-    hi = min(n_fft // 2 - 1, int(np.ceil(FMAX_HZ * n_fft / fs)))
-    width = max(3, int(CONTRAST_HZ * n_fft / fs) | 1)
     blocks: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
     tonality = np.zeros(n_frames(len(x), n_fft, hop))
     phasor = 0j  # Σ magnitude · exp(2πi · deviation from the 12-TET grid)
     offset = 0
     for block in stft_magnitude_blocks(x, n_fft, hop, BLOCK_FRAMES):
-        m = block[:, lo - 1 : hi + 2]  # one guard bin each side
-        c = m[:, 1:-1]
-        log_m = np.log(m + 1e-7)
-        local = np.exp(uniform_filter1d(log_m, width, axis=1, mode="nearest"))[:, 1:-1]
-        is_peak = (c > m[:, :-2]) & (c >= m[:, 2:]) & (c > PEAK_CONTRAST * local) & (c > 1e-5)
-        fi, bi = np.nonzero(is_peak)
-        a, b, g = log_m[fi, bi], log_m[fi, bi + 1], log_m[fi, bi + 2]
-        denom = a - 2 * b + g
-        delta = np.where(denom < 0, 0.5 * (a - g) / np.where(denom < 0, denom, -1.0), 0.0)
-        freq = ((lo + bi + delta) * fs / n_fft).astype(np.float32)
-        mag = c[fi, bi]
+        fi, freq, mag, c = block_peaks(block, n_fft, fs)
+        freq = freq.astype(np.float32)
         midi = 12 * np.log2(freq / 440.0) + 69
         phasor += complex(np.sum(mag * np.exp(2j * np.pi * (midi - np.round(midi)))))
         band = np.sum(np.square(c, dtype=np.float64), axis=1)

@@ -108,6 +108,30 @@ class _Peaks:
     tonality: float  # share of the band's spectral energy (55 Hz–2 kHz) in tonal peaks
 
 
+def block_peaks(
+    block: np.ndarray, n_fft: int, fs: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tonal peaks of a block of STFT magnitudes (frames × bins) in FMIN_HZ..FMAX_HZ:
+    local maxima at least PEAK_CONTRAST × their neighbourhood's geometric mean,
+    refined by parabolic interpolation on log magnitude.
+
+    Returns (frame index in the block, frequency Hz, magnitude, the band's
+    magnitudes). Shared with the chord recogniser."""
+    lo = max(1, int(FMIN_HZ * n_fft / fs))
+    hi = min(n_fft // 2 - 1, int(np.ceil(FMAX_HZ * n_fft / fs)))
+    width = max(3, int(CONTRAST_HZ * n_fft / fs) | 1)
+    m = block[:, lo - 1 : hi + 2]  # one guard bin each side
+    c = m[:, 1:-1]
+    log_m = np.log(m + 1e-7)
+    local = np.exp(uniform_filter1d(log_m, width, axis=1, mode="nearest"))[:, 1:-1]
+    is_peak = (c > m[:, :-2]) & (c >= m[:, 2:]) & (c > PEAK_CONTRAST * local) & (c > 1e-5)
+    fi, bi = np.nonzero(is_peak)
+    a, b, g = log_m[fi, bi], log_m[fi, bi + 1], log_m[fi, bi + 2]
+    denom = a - 2 * b + g
+    delta = np.where(denom < 0, 0.5 * (a - g) / np.where(denom < 0, denom, -1.0), 0.0)
+    return fi, (lo + bi + delta) * fs / n_fft, c[fi, bi], c
+
+
 def _spectral_peaks(y: np.ndarray, sr: int) -> _Peaks:
     """Tonal peaks of the decimated STFT."""
     q = max(1, int(sr // TARGET_SR))
@@ -115,27 +139,16 @@ def _spectral_peaks(y: np.ndarray, sr: int) -> _Peaks:
     x = soxr.resample(y, sr, fs) if q > 1 else y
     n_fft = int(2 ** round(np.log2(WINDOW_SECONDS * fs)))
     hop = n_fft // 2
-    lo = max(1, int(FMIN_HZ * n_fft / fs))
-    hi = min(n_fft // 2 - 1, int(np.ceil(FMAX_HZ * n_fft / fs)))
-    width = max(3, int(CONTRAST_HZ * n_fft / fs) | 1)
     frames, freqs, mags = [], [], []
     offset = 0
     band_energy = tonal_energy = 0.0
     for block in stft_magnitude_blocks(x, n_fft, hop, BLOCK_FRAMES):
-        m = block[:, lo - 1 : hi + 2]  # one guard bin each side
-        c = m[:, 1:-1]
-        log_m = np.log(m + 1e-7)
-        local = np.exp(uniform_filter1d(log_m, width, axis=1, mode="nearest"))[:, 1:-1]
-        is_peak = (c > m[:, :-2]) & (c >= m[:, 2:]) & (c > PEAK_CONTRAST * local) & (c > 1e-5)
-        fi, bi = np.nonzero(is_peak)
-        a, b, g = log_m[fi, bi], log_m[fi, bi + 1], log_m[fi, bi + 2]
-        denom = a - 2 * b + g
-        delta = np.where(denom < 0, 0.5 * (a - g) / np.where(denom < 0, denom, -1.0), 0.0)
+        fi, freq, mag, c = block_peaks(block, n_fft, fs)
         frames.append(fi + offset)
-        freqs.append((lo + bi + delta) * fs / n_fft)
-        mags.append(c[fi, bi])
+        freqs.append(freq)
+        mags.append(mag)
         band_energy += float(np.sum(np.square(c, dtype=np.float64)))
-        tonal_energy += float(np.sum(np.square(c[fi, bi], dtype=np.float64)))
+        tonal_energy += float(np.sum(np.square(mag, dtype=np.float64)))
         offset += len(block)
     if not frames:
         return _Peaks(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), 0, 0.0)

@@ -14,16 +14,16 @@ from workers.app import app
 log = logging.getLogger(__name__)
 
 _TRANSIENT = (StorageError, redis.ConnectionError, redis.TimeoutError)
+# Every housekeeping task: idempotent, so acknowledged late and retried a
+# bounded number of times on transient failures only.
+_RELIABLE = {"acks_late": True, "autoretry_for": _TRANSIENT, "retry_backoff": True, "max_retries": 3}
 
 
 @app.task(
     name="audioq.maintenance.expire_assets",
-    acks_late=True,
     soft_time_limit=300,
     time_limit=360,
-    autoretry_for=_TRANSIENT,
-    retry_backoff=True,
-    max_retries=3,
+    **_RELIABLE,
 )
 def expire_assets() -> int:
     """Delete assets past their expiry: metadata, objects, and what hangs off them."""
@@ -36,12 +36,9 @@ def expire_assets() -> int:
 
 @app.task(
     name="audioq.maintenance.reconcile_storage",
-    acks_late=True,
     soft_time_limit=1800,
     time_limit=1900,
-    autoretry_for=_TRANSIENT,
-    retry_backoff=True,
-    max_retries=3,
+    **_RELIABLE,
 )
 def reconcile_storage() -> int:
     """Delete S3 objects that no live asset owns (past a grace period)."""
@@ -54,12 +51,9 @@ def reconcile_storage() -> int:
 
 @app.task(
     name="audioq.maintenance.fail_overdue_jobs",
-    acks_late=True,
     soft_time_limit=120,
     time_limit=150,
-    autoretry_for=_TRANSIENT,
-    retry_backoff=True,
-    max_retries=3,
+    **_RELIABLE,
 )
 def fail_overdue_jobs() -> int:
     """No job stays queued or running forever: past its deadline it fails, refunded."""
