@@ -37,11 +37,19 @@ def keys_create(a: argparse.Namespace) -> int:
     if a.json:
         print(
             json.dumps(
-                {"key": secret, "id": rec.id, "plan": rec.plan, "credits": a.credits, "name": rec.name}
+                {
+                    "key": secret,
+                    "id": rec.id,
+                    "plan": rec.plan,
+                    "credits": a.credits,
+                    "name": rec.name,
+                    "webhook_secret": keys.webhook_secret(r, rec.id),
+                }
             )
         )
     else:
         print(f"key:     {secret}\nid:      {rec.id}\nplan:    {rec.plan}\ncredits: {a.credits}")
+        print(f"webhook secret: {keys.webhook_secret(r, rec.id)}")
         print("The key is shown only now; store it safely.", file=sys.stderr)
     return 0
 
@@ -110,6 +118,15 @@ def stack_down(a: argparse.Namespace) -> int:
     return stack.down(Path(a.data))
 
 
+def models_fetch(a: argparse.Namespace) -> int:
+    from ops import models
+    from shared.settings import model_dir_from_env
+
+    for path in models.fetch_all(Path(a.dir or model_dir_from_env())):
+        print(f"ready: {path}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="audioq", description="audioq operator tools")
     sub = p.add_subparsers(dest="group", required=True)
@@ -135,6 +152,11 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("assets", help="asset housekeeping").add_subparsers(dest="cmd", required=True)
     s.add_parser("expire", help="delete expired assets now").set_defaults(func=assets_expire)
     s.add_parser("reconcile", help="delete orphan objects now").set_defaults(func=assets_reconcile)
+
+    m = sub.add_parser("models", help="pretrained models").add_subparsers(dest="cmd", required=True)
+    mf = m.add_parser("fetch", help="download and convert the models (once; AUDIOQ_MODEL_DIR)")
+    mf.add_argument("--dir", default="", help="model folder (default: AUDIOQ_MODEL_DIR)")
+    mf.set_defaults(func=models_fetch)
 
     st = sub.add_parser("stack", help="run the whole stack locally").add_subparsers(dest="cmd", required=True)
     up = st.add_parser("up", help="start Redis, S3, API, worker, beat, flower (Ctrl-C stops)")

@@ -24,5 +24,11 @@ stamp=.venv/.audioq-installed
 if [ ! -f "$stamp" ] || ! cmp -s pyproject.toml "$stamp"; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[dev]'
+  # basic-pitch's metadata asks for TensorFlow on Linux; we run its ONNX model
+  # with onnxruntime, so it is installed without its declared dependencies
+  # (the ones it really imports are in pyproject.toml).
+  .venv/bin/python -m pip install -q --no-deps basic-pitch==0.4.0
   cp pyproject.toml "$stamp"
 fi
+# Pretrained models (once; a few seconds when already there): AUDIOQ_MODEL_DIR.
+.venv/bin/audioq models fetch

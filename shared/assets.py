@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import redis
 
-from shared import audio, db, ids, jobs
+from shared import audio, db, fingerprints, ids, jobs
 from shared.errors import ApiError
 from shared.keys import ApiKey
 from shared.settings import Settings
@@ -282,6 +282,23 @@ def register(r: redis.Redis, a: Asset, *, now: float) -> tuple[str, bool]:
 # --------------------------------------------------------------------------- read
 
 
+def mark_query(r: redis.Redis, asset_id: str) -> None:
+    """This asset was uploaded as an identify query clip: it is not part of
+    its owner's identify catalogue."""
+    r.hset(db.asset_key(asset_id), "identify_query", "1")
+
+
+def catalogue(r: redis.Redis, owner_id: str) -> list[str]:
+    """The owner's live assets that identify matches against (all but query clips)."""
+    ids_ = r.zrange(db.owner_assets_key(owner_id), 0, -1)
+    with r.pipeline(transaction=False) as p:
+        for a in ids_:
+            p.hmget(db.asset_key(a), "expires_at", "identify_query")
+        rows = p.execute()
+    t = db.now()
+    return [a for a, (exp, q) in zip(ids_, rows, strict=True) if exp and float(exp) > t and q != "1"]
+
+
 def get(r: redis.Redis, owner_id: str, asset_id: str, *, now: float | None = None) -> Asset:
     """The caller's live asset, or 404 — another tenant's asset looks missing."""
     h = r.hgetall(db.asset_key(asset_id)) if asset_id else None
@@ -353,10 +370,12 @@ def expire_due(r: redis.Redis, storage: Storage, *, now: float | None = None, ba
         if not due:
             return removed
         for asset_id in due:
+            owner = r.hget(db.asset_key(asset_id), "owner")
             sha = r.eval(_EXPIRE, 2, db.asset_key(asset_id), db.EXPIRY_INDEX, db.PREFIX, asset_id, repr(t))
             if sha:
                 storage.delete_asset_objects(asset_id)
                 jobs.drop_cache(r, sha)
+                fingerprints.remove(r, owner, asset_id)
                 removed += 1
         if len(due) < batch:
             return removed

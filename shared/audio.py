@@ -758,3 +758,31 @@ def decode(path: str | os.PathLike, info: AudioInfo) -> tuple[np.ndarray, int]:
         raise ApiError(422, f"The audio could not be decoded ({out.stderr.decode(errors='replace')[-200:]})")
     x = np.frombuffer(out.stdout, dtype=np.float32).reshape(-1, info.channels)
     return x, info.sample_rate
+
+
+# --------------------------------------------------------------------------- encoding
+
+# Output formats of the jobs that write audio: (libsndfile format, subtype,
+# MIME type). 16-bit PCM for WAV and FLAC (CD quality); MP3 at libsndfile's
+# default VBR quality (about 128-160 kb/s for music).
+ENCODINGS = {
+    "wav": ("WAV", "PCM_16", "audio/wav"),
+    "flac": ("FLAC", "PCM_16", "audio/flac"),
+    "mp3": ("MP3", "MPEG_LAYER_III", "audio/mpeg"),
+}
+# MPEG-1/2 Layer III sample rates; other rates are resampled to 44.1 kHz for MP3.
+_MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+def encode(x: np.ndarray, sr: int, fmt: str, path: str | os.PathLike) -> str:
+    """Write float samples (frames, channels) as ``fmt`` (a key of
+    :data:`ENCODINGS`); returns the MIME type. Samples are clipped to
+    [-1, 1] (PCM cannot hold more)."""
+    container, subtype, mime = ENCODINGS[fmt]
+    y = np.clip(np.asarray(x, dtype=np.float32), -1.0, 1.0)
+    if fmt == "mp3" and sr not in _MP3_RATES:
+        import soxr
+
+        y, sr = soxr.resample(y, sr, 44100, quality="HQ").astype(np.float32), 44100
+    soundfile.write(os.fspath(path), y, sr, format=container, subtype=subtype)
+    return mime

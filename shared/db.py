@@ -17,6 +17,7 @@ two never share a keyspace.
 | aq:job:{job_id}                  | hash   | job TTL once final  | jobs.submit / transitions      |
 | aq:owner:{key_id}:jobs           | zset   | none (pruned lazily)| jobs.submit (by created_at)    |
 | aq:jobs:active                   | zset   | none                | jobs (id by deadline)          |
+| aq:owner:{key_id}:tasks          | zset   | none (pruned lazily)| tasks dialect (job ids)        |
 | aq:cache:{sha256}:{digest}       | string | source asset's life | jobs.complete (result JSON)    |
 | aq:cacheidx:{sha256}             | set    | source asset's life | jobs.complete (cache keys)     |
 | aq:idem:{key_id}:{idem key}      | string | 24 h                | jobs.submit ("job_id|fp")      |
@@ -78,6 +79,11 @@ def owner_jobs_key(key_id: str) -> str:
 
 
 ACTIVE_JOBS = f"{PREFIX}jobs:active"
+
+
+def owner_tasks_key(key_id: str) -> str:
+    """The caller's tasks-dialect tasks (each is a job of op ``tasks/separate``)."""
+    return f"{PREFIX}owner:{key_id}:tasks"
 
 
 def cache_key(digest: str) -> str:

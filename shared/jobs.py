@@ -58,6 +58,7 @@ class Job:
     cache: str  # "hit" | "miss"
     trace_id: str
     attempts: int
+    callback_url: str = ""  # POSTed the finished document (signed), if set
 
     @classmethod
     def from_hash(cls, h: Mapping[str, str]) -> Job:
@@ -87,6 +88,7 @@ class Job:
             cache=h.get("cache", "miss"),
             trace_id=h.get("trace_id", ""),
             attempts=int(h.get("attempts") or 0),
+            callback_url=h.get("callback_url", ""),
         )
 
     @property
@@ -148,8 +150,8 @@ class Submitted:
     replay: bool  # an Idempotency-Key retry: the original job, nothing charged
 
 
-def fingerprint(op: Operation, sha256: str, options: Mapping[str, object]) -> str:
-    return op.cache_key(sha256, options)
+def fingerprint(op: Operation, sha256: str, options: Mapping[str, object], asset_id: str) -> str:
+    return op.cache_key(sha256, options, asset_id)
 
 
 def submit(
@@ -167,6 +169,7 @@ def submit(
     job_ttl_s: int,
     idempotency_key: str | None = None,
     cached_result: dict | None = None,
+    callback_url: str = "",
 ) -> Submitted:
     """Create a job, reserving its credits; or return the Idempotency-Key's
     original job. With ``cached_result`` the job is born completed and free."""
@@ -190,6 +193,8 @@ def submit(
         "trace_id": trace_id,
         "attempts": "0",
     }
+    if callback_url:
+        fields["callback_url"] = callback_url
     if hit:
         fields["started_at"] = fields["finished_at"] = repr(t)
         fields["result"] = json.dumps(cached_result)
@@ -211,7 +216,7 @@ def submit(
         "1" if billed else "0",
         job_id,
         repr(t),
-        fingerprint(op, sha256, options),
+        fingerprint(op, sha256, {**options, "callback_url": callback_url}, asset_id),
         "1" if idempotency_key else "0",
         "" if hit else repr(t + queue_timeout_s),
         *flat,
@@ -356,7 +361,7 @@ def _finish(r: redis.Redis, job: Job, status: str, field: str, payload: dict, re
 def complete(r: redis.Redis, job: Job, result: dict, *, ttl: int, cache_ttl: int, op: Operation) -> bool:
     """Record the result and cache it (for as long as the source asset lives)."""
     if cache_ttl > 0:
-        ck = db.cache_key(op.cache_key(job.sha256, job.options))
+        ck = db.cache_key(op.cache_key(job.sha256, job.options, job.asset_id))
         with r.pipeline(transaction=True) as p:
             p.set(ck, json.dumps(result), ex=cache_ttl)
             p.sadd(db.cache_index_key(job.sha256), ck)
@@ -385,8 +390,10 @@ def cancel(r: redis.Redis, job: Job, *, ttl: int) -> str:
     return str(out)
 
 
-def cached(r: redis.Redis, op: Operation, sha256: str, options: Mapping[str, object]) -> dict | None:
-    raw = r.get(db.cache_key(op.cache_key(sha256, options)))
+def cached(
+    r: redis.Redis, op: Operation, sha256: str, options: Mapping[str, object], asset_id: str
+) -> dict | None:
+    raw = r.get(db.cache_key(op.cache_key(sha256, options, asset_id)))
     return json.loads(raw) if raw else None
 
 

@@ -97,6 +97,11 @@ def get(r: redis.Redis, key_id: str) -> ApiKey | None:
     return _from_hash(h) if h else None
 
 
+def webhook_secret(r: redis.Redis, key_id: str) -> str:
+    """The key's secret for signing callbacks (``X-Audioq-Signature``)."""
+    return r.hget(db.key_key(key_id), "webhook_secret") or ""
+
+
 def list_all(r: redis.Redis) -> list[tuple[ApiKey, int]]:
     out = []
     for key_id in r.zrange(db.KEYS_INDEX, 0, -1):

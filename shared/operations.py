@@ -12,6 +12,7 @@ results change) and its time limits. Credit costs live in settings.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -77,6 +78,12 @@ class Operation:
     options: Mapping[str, Option] = field(default_factory=dict)
     # Checks across options (e.g. fmin < fmax); raises ApiError(400).
     check: Callable[[dict[str, object]], None] | None = None
+    # Writes files (stems, audio, MIDI) as derived objects of the source asset:
+    # its cached result belongs to that asset, not to every copy of the bytes.
+    outputs: bool = False
+    # Has a v1 route (POST /v1/{name}); internal operations are submitted by
+    # another front (the tasks dialect).
+    public: bool = True
 
     def parse_options(self, raw: Mapping[str, object]) -> dict[str, object]:
         unknown = sorted(set(raw) - set(self.options))
@@ -90,11 +97,19 @@ class Operation:
             self.check(out)
         return out
 
-    def cache_key(self, sha256: str, options: Mapping[str, object]) -> str:
-        """Results are cached by (sha256, operation, options, algorithm version)."""
+    def cache_key(self, sha256: str, options: Mapping[str, object], asset_id: str) -> str:
+        """Results are cached by (sha256, operation, options, algorithm version);
+        an operation with ``outputs`` also by the asset its files belong to."""
         canon = json.dumps(options, sort_keys=True, separators=(",", ":"))
-        digest = hashlib.sha256(f"{self.name}|{self.version}|{canon}".encode()).hexdigest()[:32]
+        scope = f"|{asset_id}" if self.outputs else ""
+        digest = hashlib.sha256(f"{self.name}|{self.version}|{canon}{scope}".encode()).hexdigest()[:32]
         return f"{sha256}:{digest}"
+
+    def output_digest(self, options: Mapping[str, object]) -> str:
+        """Names one run's files: the same request writes the same objects, so a
+        redelivered task overwrites rather than leaves orphans."""
+        canon = json.dumps(options, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(f"{self.name}|{self.version}|{canon}".encode()).hexdigest()[:16]
 
 
 def _fast(name: str, task: str, version: str, check=None, **options: Option) -> Operation:
@@ -105,6 +120,28 @@ def _check_pitch_range(opts: dict[str, object]) -> None:
     if not float(opts["fmin"]) < float(opts["fmax"]):  # type: ignore[arg-type]
         raise ApiError(400, "Option 'fmin' of pitch must be below 'fmax'")
 
+
+def _long(name: str, task: str, version: str, limit: int, check=None, **options: Option) -> Operation:
+    """A long operation: 202 at once, progress reported, on the heavy queue."""
+    return Operation(name, task, "heavy", False, version, limit, limit + 60, options, check, outputs=True)
+
+
+def _check_midi_range(opts: dict[str, object]) -> None:
+    if int(opts["min_midi"]) > int(opts["max_midi"]):  # type: ignore[call-overload]
+        raise ApiError(400, "Option 'min_midi' must not be above 'max_midi'")
+
+
+FORMATS = ("wav", "flac", "mp3")
+_format = Option(str, "wav", choices=FORMATS, help="audio format of the outputs")
+
+# Note transcription: basic-pitch's thresholds on its onset and frame
+# posteriors, and the MIDI range of notes kept (a piano's, by default).
+_transcription_options = {
+    "onset_threshold": Option(float, 0.5, 0.05, 0.95, help="onset posterior needed to start a note"),
+    "frame_threshold": Option(float, 0.3, 0.05, 0.95, help="frame posterior needed to sustain a note"),
+    "min_midi": Option(int, 21, 21, 108, help="lowest MIDI note kept"),
+    "max_midi": Option(int, 108, 21, 108, help="highest MIDI note kept"),
+}
 
 # Pitch search range in Hz: from below a bass voice's lowest note to a
 # soprano's whistle register; beyond it f0 tracking is not meaningful.
@@ -131,6 +168,46 @@ OPERATIONS: dict[str, Operation] = {
         # Long: answers 202 by default, reports progress; on the analysis queue
         # because it is a few seconds of CPU, not minutes.
         Operation("analyze/upload", "audioq.analysis.analyze_track", "analysis", False, "bundle-1", 600, 660),
+        _fast("identify", "audioq.identify.identify_clip", "identify-1"),
+        _long(
+            "master",
+            "audioq.mastering.master_track",
+            "master-1",
+            900,
+            target_lufs=Option(float, -14.0, -30.0, -6.0, help="integrated loudness of the output, LUFS"),
+            ceiling_dbtp=Option(float, -1.0, -6.0, 0.0, help="true-peak ceiling of the output, dBTP"),
+            format=_format,
+        ),
+        _long("separate/2stem", "audioq.separation.separate_2stem", "sep2-1", 1800, format=_format),
+        _long("separate/4stem", "audioq.separation.separate_4stem", "sep4-1", 1800, format=_format),
+        _long(
+            "transcribe",
+            "audioq.transcription.transcribe_notes",
+            "notes-1",
+            1200,
+            check=_check_midi_range,
+            **_transcription_options,
+        ),
+        _long(
+            "segment-transcribe",
+            "audioq.transcription.segment_transcribe",
+            "segments-1",
+            1200,
+            check=_check_midi_range,
+            **_transcription_options,
+        ),
+        # The tasks dialect's one separation run per task (POST /tasks):
+        # ``targets`` is "model=fmt,fmt;model=fmt", built and checked by that front.
+        dataclasses.replace(
+            _long(
+                "tasks/separate",
+                "audioq.separation.separate_targets",
+                "targets-1",
+                1800,
+                targets=Option(str, "", help="model=format,...;..."),
+            ),
+            public=False,
+        ),
     ]
 }
 

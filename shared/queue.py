@@ -57,3 +57,19 @@ def enqueue(app: Celery, op: operations.Operation, job_id: str, trace_id: str) -
         time_limit=op.time_limit,
         headers={"trace_id": trace_id},
     )
+
+
+CALLBACK_TASK = "audioq.callbacks.deliver_callback"
+
+
+def notify(app: Celery, job_id: str) -> None:
+    """Queue the delivery of a finished job's callback (retried on its own)."""
+    app.send_task(CALLBACK_TASK, args=[job_id], queue="maintenance")
+
+
+INDEX_TASK = "audioq.identify.index_asset"
+
+
+def index_asset(app: Celery, asset_id: str) -> None:
+    """Queue fingerprinting a new asset for identify."""
+    app.send_task(INDEX_TASK, args=[asset_id], queue="analysis")

@@ -95,6 +95,15 @@ class Settings:
     job_ttl_s: int = 7 * DAY
     # A queued job that no worker picked up by then is failed and refunded.
     job_queue_timeout_s: int = 6 * HOUR
+    # Where the pretrained models live (`audioq models fetch` puts them there).
+    model_dir: str = field(default_factory=lambda: model_dir_from_env({}))
+    # Outbound HTTP (POST /tasks "url" inputs, callbacks): private, loopback and
+    # link-local addresses are refused unless listed here (CIDRs or host names).
+    fetch_allowlist: tuple[str, ...] = ()
+    # A "url" input must arrive within this long (the whole transfer).
+    fetch_timeout_s: float = 60.0
+    # Callback deliveries: attempts (with exponential backoff) before giving up.
+    callback_attempts: int = 8
 
     @property
     def effective_broker_url(self) -> str:
@@ -144,8 +153,19 @@ class Settings:
             costs={op: _int(env, cost_env_name(op), c) for op, c in DEFAULT_COSTS.items()},
             job_ttl_s=_int(env, "AUDIOQ_JOB_TTL_S", d.job_ttl_s),
             job_queue_timeout_s=_int(env, "AUDIOQ_JOB_QUEUE_TIMEOUT_S", d.job_queue_timeout_s),
+            model_dir=model_dir_from_env(env),
+            fetch_allowlist=tuple(x.strip() for x in get("FETCH_ALLOWLIST", "").split(",") if x.strip()),
+            fetch_timeout_s=_float(env, "AUDIOQ_FETCH_TIMEOUT_S", d.fetch_timeout_s),
+            callback_attempts=max(1, _int(env, "AUDIOQ_CALLBACK_ATTEMPTS", d.callback_attempts)),
         )
         return s
+
+
+def model_dir_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """``AUDIOQ_MODEL_DIR`` (default ``~/.cache/audioq/models``). Separate from
+    :meth:`Settings.from_env` because setting up models needs no S3 secrets."""
+    env = os.environ if environ is None else environ
+    return os.path.expanduser(env.get("AUDIOQ_MODEL_DIR") or "~/.cache/audioq/models")
 
 
 def _required(env: Mapping[str, str], name: str) -> str:

@@ -53,6 +53,8 @@ def stack_env(redis_server, s3_server) -> dict[str, str]:
         public_url="http://testserver",
         bucket="audioq-test",
     )
+    # The tests' URL inputs and callback receivers are local servers.
+    env["AUDIOQ_FETCH_ALLOWLIST"] = "127.0.0.0/8,::1/128"
     os.environ.update(env)
     return env
 

@@ -10,7 +10,7 @@ from flask import Flask, g, request
 from shared import logs
 from shared.settings import Settings
 from web import errors, services
-from web.api import assets, docs, health, jobs
+from web.api import account, assets, docs, health, jobs, tasks
 
 _SANE_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 
@@ -34,6 +34,8 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.register_blueprint(docs.bp)
     app.register_blueprint(assets.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(tasks.bp)
+    app.register_blueprint(account.bp)
 
     @app.before_request
     def _bind_trace_id() -> None:

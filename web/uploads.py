@@ -5,15 +5,17 @@ Shared by the assets routes and the processing routes that accept raw audio.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from flask import g, request
 
-from shared import assets, keys
+from shared import assets, keys, queue
 from shared.errors import ApiError
 from web import services
 
 MB = 1024 * 1024
+log = logging.getLogger(__name__)
 
 
 def too_large(max_bytes: int) -> ApiError:
@@ -33,11 +35,21 @@ def admit(*, overhead: int = 0) -> None:
         raise ApiError(400, "Insufficient credits")
 
 
-def store(read: Callable[[int], bytes], *, name: str = "") -> tuple[assets.Asset, bool]:
+def store(read: Callable[[int], bytes], *, name: str = "", query: bool = False) -> tuple[assets.Asset, bool]:
     """Stream the body into an asset of the caller (deduplicated); call
-    :func:`admit` first."""
+    :func:`admit` first. A new asset joins the caller's identify catalogue
+    (fingerprinted in the background), unless it is itself an identify
+    ``query`` clip."""
     svc = services.get()
-    return assets.store_upload(svc.redis, svc.storage, svc.settings, g.key, read, name=name)
+    asset, created = assets.store_upload(svc.redis, svc.storage, svc.settings, g.key, read, name=name)
+    if created and query:
+        assets.mark_query(svc.redis, asset.id)
+    elif created:
+        try:
+            queue.index_asset(svc.celery, asset.id)
+        except Exception:  # the identify job indexes what is missing itself
+            log.warning("could not queue fingerprinting of %s", asset.id)
+    return asset, created
 
 
 def is_audio_body(mimetype: str) -> bool:

@@ -15,7 +15,15 @@ settings = Settings.from_env()
 
 app = make_celery(
     settings,
-    include=["workers.tasks.analysis", "workers.tasks.maintenance"],
+    include=[
+        "workers.tasks.analysis",
+        "workers.tasks.maintenance",
+        "workers.tasks.callbacks",
+        "workers.tasks.identify",
+        "workers.tasks.mastering",
+        "workers.tasks.separation",
+        "workers.tasks.transcription",
+    ],
 )
 app.conf.beat_schedule = {
     "expire-assets": {

@@ -31,7 +31,7 @@ import redis
 import soxr
 from celery.exceptions import SoftTimeLimitExceeded
 
-from shared import assets, audio, db, jobs, logs, operations
+from shared import assets, audio, db, jobs, logs, operations, outputs, queue
 from shared.errors import ApiError, ObjectNotFound, StorageError
 from workers import context
 from workers.app import app
@@ -84,6 +84,13 @@ class JobContext:
         if not jobs.set_progress(context.get().redis, self.job.id, fraction):
             raise JobCancelled(self.job.id)
 
+    def store_file(self, filename: str, path: Path, content_type: str) -> dict:
+        """Keep a file the job wrote as a derived object of its asset; returns
+        the reference to put in the result (shown as a link)."""
+        op = operations.get(self.job.op)
+        name = outputs.object_name(self.asset.id, op.name, op.output_digest(self.job.options), filename)
+        return outputs.put_file(context.get().storage, name, path, content_type)
+
 
 Compute = Callable[[Audio, dict, JobContext], dict]
 
@@ -125,6 +132,17 @@ def run_job(op: operations.Operation, compute: Compute, job_id: str, *, final_tr
         return
     job = jobs.get_any(r, job_id)
     logs.trace_id.set(job.trace_id or "-")
+    try:
+        _run(op, compute, job, final_try)
+    finally:
+        if job.callback_url and jobs.get_any(r, job_id).finished:
+            queue.notify(app, job_id)
+
+
+def _run(op: operations.Operation, compute: Compute, job: jobs.Job, final_try: bool) -> None:
+    ctx = context.get()
+    r = ctx.redis
+    job_id = job.id
     ttl = ctx.settings.job_ttl_s
     try:
         try:

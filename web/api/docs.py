@@ -89,6 +89,8 @@ def spec() -> dict:
         },
     }
     for op in operations.OPERATIONS.values():
+        if not op.public:
+            continue
         props = {"asset_id": {"type": "string"}} | {n: _option_schema(o) for n, o in op.options.items()}
         paths[f"/v1/{op.name}"] = {
             "post": {

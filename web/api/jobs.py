@@ -14,9 +14,10 @@ import time
 
 from flask import Blueprint, g, jsonify, request
 
-from shared import assets, db, jobs, operations, queue
+from shared import assets, db, documents, jobs, operations, outputs, queue, urlfetch
 from shared.errors import ApiError
 from web import auth, params, services, uploads
+from web.submit import submit_job
 
 bp = Blueprint("jobs", __name__)
 bp.before_request(auth.require_key)
@@ -27,7 +28,7 @@ MAX_JSON_BYTES = 64 * 1024
 # ------------------------------------------------------------------ input
 
 
-def _json_body() -> dict:
+def json_body() -> dict:
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
         raise ApiError(413, f"JSON bodies are limited to {MAX_JSON_BYTES // 1024} KB")
     raw = request.stream.read(MAX_JSON_BYTES + 1)
@@ -42,34 +43,48 @@ def _json_body() -> dict:
     return body
 
 
-def _input(op: operations.Operation) -> tuple[assets.Asset, dict]:
-    """The source asset and the validated options, from either input form.
-    Options are checked before any audio is stored."""
+def callback_target(raw: object) -> str:
+    """A callback URL, checked like any outbound URL (http(s), no private
+    addresses unless allowlisted); "" when none was given."""
+    if raw is None or raw == "":
+        return ""
+    if not isinstance(raw, str):
+        raise ApiError(400, "callback_url must be a string (an http or https URL)")
+    urlfetch.check_url(raw, services.get().settings.fetch_allowlist)
+    return raw
+
+
+def _input(op: operations.Operation) -> tuple[assets.Asset, dict, str]:
+    """The source asset, the validated options and the callback URL, from
+    either input form. All are checked before any audio is stored."""
     svc = services.get()
     query = request.args.to_dict()
     query_asset = query.pop("asset_id", None)
+    callback = query.pop("callback_url", None)
     mimetype = request.mimetype or ""
     has_body = (request.content_length or 0) > 0 or request.headers.get("Transfer-Encoding")
     if mimetype == "application/json":
-        body = _json_body()
+        body = json_body()
         asset_id = body.pop("asset_id", None)
+        callback = body.pop("callback_url", callback)
         if asset_id is not None and query_asset is not None:
             raise ApiError(400, "Give asset_id once: in the JSON body or the query string")
         asset_id = asset_id if asset_id is not None else query_asset
         if not isinstance(asset_id, str) or not asset_id:
             raise ApiError(400, 'Send {"asset_id": "afa_..."} or the audio bytes themselves')
         options = op.parse_options({**query, **body})
-        return assets.get(svc.redis, g.key.id, asset_id), options
+        return assets.get(svc.redis, g.key.id, asset_id), options, callback_target(callback)
     if uploads.is_audio_body(mimetype) and has_body:
         if query_asset is not None:
             raise ApiError(400, "Send either audio bytes or an asset_id, not both")
         options = op.parse_options(query)
+        callback_url = callback_target(callback)
         uploads.admit()
-        asset, _ = uploads.store(request.stream.read)
-        return asset, options
+        asset, _ = uploads.store(request.stream.read, query=op.name == "identify")
+        return asset, options, callback_url
     if not has_body and query_asset:
         options = op.parse_options(query)
-        return assets.get(svc.redis, g.key.id, query_asset), options
+        return assets.get(svc.redis, g.key.id, query_asset), options, callback_target(callback)
     if not has_body:
         raise ApiError(400, 'Send the audio bytes, or JSON {"asset_id": "afa_..."}')
     raise ApiError(
@@ -91,33 +106,9 @@ def _meta(job: jobs.Job, remaining: int, **extra: object) -> dict:
     }
 
 
-def _asset_expires_at(job: jobs.Job) -> str | None:
-    exp = services.get().redis.hget(db.asset_key(job.asset_id), "expires_at")
-    return db.iso(exp)
-
-
 def job_document(job: jobs.Job) -> dict:
     svc = services.get()
-    return {
-        "job_id": job.id,
-        "op": job.op,
-        "status": job.status,
-        "progress": round(job.progress, 4),
-        "created_at": db.iso(job.created_at),
-        "started_at": db.iso(job.started_at),
-        "finished_at": db.iso(job.finished_at),
-        "asset_id": job.asset_id,
-        "asset_expires_at": _asset_expires_at(job),
-        "result": job.result,
-        "error": job.error,
-        "_meta": {
-            "cache": job.cache,
-            "latency_ms": job.latency_ms,
-            "credits_used": job.credits_used,
-            "credits_remaining": jobs.balance(svc.redis, job.owner),
-            "trace_id": job.trace_id,
-        },
-    }
+    return documents.job_document(svc.redis, svc.storage, job)
 
 
 def _poll_url(job_id: str) -> str:
@@ -129,8 +120,10 @@ def _respond(job: jobs.Job, asset: assets.Asset, applied: list[str]):
     expires_at = db.iso(asset.expires_at)
     headers = {"Preference-Applied": ", ".join(applied)} if applied else {}
     if job.status == "completed":
+        svc = services.get()
+        result = outputs.render(job.result or {}, svc.storage, int(asset.expires_at - db.now()))
         body = {
-            **(job.result or {}),
+            **result,
             "job_id": job.id,
             "asset_id": job.asset_id,
             "asset_expires_at": expires_at,
@@ -160,43 +153,17 @@ def _respond(job: jobs.Job, asset: assets.Asset, applied: list[str]):
 def submit(op_name: str):
     op = operations.get(op_name)
     svc = services.get()
-    asset, options = _input(op)
+    asset, options, callback_url = _input(op)
     wait_s, applied = params.prefer_wait(svc.settings.sync_wait_s if op.sync else 0.0)
-    plan = svc.settings.plan(g.key.plan)
-    sub = jobs.submit(
-        svc.redis,
-        owner=g.key.id,
-        op=op,
-        options=options,
-        asset_id=asset.id,
-        sha256=asset.sha256,
-        cost=svc.settings.costs[op.name],
-        billed=plan.billed,
-        trace_id=g.trace_id,
-        queue_timeout_s=svc.settings.job_queue_timeout_s,
-        job_ttl_s=svc.settings.job_ttl_s,
-        idempotency_key=request.headers.get("Idempotency-Key") or None,
-        cached_result=jobs.cached(svc.redis, op, asset.sha256, options),
-    )
-    job = sub.job
-    if not sub.replay and job.status == "queued":
-        try:
-            queue.enqueue(svc.celery, op, job.id, g.trace_id)
-        except Exception as e:  # broker unreachable: nothing will run it
-            jobs.fail(
-                svc.redis,
-                job,
-                ApiError(503, "The job queue is unavailable; nothing was charged. Try again shortly"),
-                refund=True,
-                ttl=svc.settings.job_ttl_s,
-            )
-            raise ApiError(503, "The job queue is unavailable; nothing was charged. Try again shortly") from e
+    job = submit_job(op, asset, options, callback_url=callback_url).job
     if not job.finished and wait_s > 0:
         job = jobs.wait(svc.redis, job.id, wait_s)
     return _respond(job, asset, applied)
 
 
 for _op in operations.OPERATIONS.values():
+    if not _op.public:
+        continue
     bp.add_url_rule(
         f"/v1/{_op.name}",
         endpoint=f"submit_{_op.name.replace('/', '_').replace('-', '_')}",
@@ -222,5 +189,6 @@ def get_job(job_id: str):
 def cancel_job(job_id: str):
     svc = services.get()
     job = jobs.get(svc.redis, g.key.id, job_id)
-    jobs.cancel(svc.redis, job, ttl=svc.settings.job_ttl_s)
+    if jobs.cancel(svc.redis, job, ttl=svc.settings.job_ttl_s) == "was_queued" and job.callback_url:
+        queue.notify(svc.celery, job.id)  # a running job's worker sends it when it stops
     return jsonify(job_document(jobs.get(svc.redis, g.key.id, job_id)))

@@ -1,0 +1,98 @@
+"""The JSON documents that describe a job: the v1 job document and the
+tasks-dialect task document. Shared by the API (GET routes) and the workers
+(callbacks POST the same document the API would show)."""
+
+from __future__ import annotations
+
+from shared import db, jobs, outputs
+from shared.storage import Storage
+
+# tasks dialect: models a task may ask for, and its status words.
+TASK_MODELS = ("vocals", "instrumental", "drums", "bass", "other")
+TASK_STATUS = {
+    "queued": "queued",
+    "running": "processing",
+    "completed": "completed",
+    "failed": "failed",
+    "cancelled": "failed",
+}
+
+
+def _expires(r, job: jobs.Job) -> float | None:
+    raw = r.hget(db.asset_key(job.asset_id), "expires_at")
+    return float(raw) if raw else None
+
+
+def _links(r, storage: Storage, job: jobs.Job, value):
+    """The result with links valid until the source asset expires."""
+    expires_at = _expires(r, job)
+    if value is None or expires_at is None:
+        return value
+    return outputs.render(value, storage, int(expires_at - db.now()))
+
+
+def job_document(r, storage: Storage, job: jobs.Job) -> dict:
+    return {
+        "job_id": job.id,
+        "op": job.op,
+        "status": job.status,
+        "progress": round(job.progress, 4),
+        "created_at": db.iso(job.created_at),
+        "started_at": db.iso(job.started_at),
+        "finished_at": db.iso(job.finished_at),
+        "asset_id": job.asset_id,
+        "asset_expires_at": db.iso(_expires(r, job)),
+        "result": _links(r, storage, job, job.result),
+        "error": job.error,
+        "_meta": {
+            "cache": job.cache,
+            "latency_ms": job.latency_ms,
+            "credits_used": job.credits_used,
+            "credits_remaining": jobs.balance(r, job.owner),
+            "trace_id": job.trace_id,
+        },
+    }
+
+
+def parse_targets(spec: str) -> dict[str, list[str]]:
+    """``"vocals=wav,mp3;drums=flac"`` -> ``{"vocals": ["wav", "mp3"], "drums": ["flac"]}``."""
+    out: dict[str, list[str]] = {}
+    for part in filter(None, spec.split(";")):
+        model, _, fmts = part.partition("=")
+        out[model] = fmts.split(",")
+    return out
+
+
+def format_targets(targets: dict[str, list[str]]) -> str:
+    return ";".join(f"{m}={','.join(f)}" for m, f in targets.items())
+
+
+def task_document(r, storage: Storage, job: jobs.Job) -> dict:
+    status = TASK_STATUS[job.status]
+    files = (_links(r, storage, job, job.result) or {}).get("targets", {})
+    targets = [
+        {
+            "model": model,
+            "status": status,
+            "output": [{"format": f, "link": files[model][f]} for f in fmts if f in files.get(model, {})],
+        }
+        for model, fmts in parse_targets(str(job.options.get("targets", ""))).items()
+    ]
+    doc = {
+        "id": job.id,
+        "status": status,
+        "progress": round(job.progress, 4),
+        "assetId": job.asset_id,
+        "createdAt": db.iso(job.created_at),
+        "finishedAt": db.iso(job.finished_at),
+        "targets": targets,
+    }
+    if job.result and "model" in job.result:
+        doc["separationModel"] = job.result["model"]
+    if job.status in ("failed", "cancelled"):
+        doc["error"] = job.error or {
+            "statusCode": 409,
+            "error": "Conflict",
+            "message": "The task was cancelled",
+        }
+    return doc

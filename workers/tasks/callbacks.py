@@ -1,0 +1,60 @@
+"""Callback deliveries (queue ``maintenance``): POST a finished job's
+document to its ``callback_url`` / ``callbackUrl``, signed with the key's
+webhook secret, retried with exponential backoff on network errors, 5xx,
+408 and 429, up to ``AUDIOQ_CALLBACK_ATTEMPTS`` attempts.
+
+The outcome is recorded on the job (``callback_status``) for operators."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from shared import db, documents, jobs, keys, queue, webhooks
+from shared.errors import ApiError
+from workers import context
+from workers.app import app
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 600
+
+
+@app.task(name=queue.CALLBACK_TASK, bind=True, acks_late=True, max_retries=None)
+def deliver_callback(self, job_id: str) -> None:
+    ctx = context.get()
+    r = ctx.redis
+    try:
+        job = jobs.get_any(r, job_id)
+    except ApiError:
+        return  # the job record expired: nothing left to send
+    if not job.callback_url or not job.finished:
+        return
+    if job.op == "tasks/separate":
+        doc = documents.task_document(r, ctx.storage, job)
+    else:
+        doc = documents.job_document(r, ctx.storage, job)
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    attempt = self.request.retries + 1
+    try:
+        status = webhooks.deliver(
+            job.callback_url,
+            body,
+            keys.webhook_secret(r, job.owner),
+            allow=ctx.settings.fetch_allowlist,
+            delivery_id=job.id,
+        )
+        outcome = f"delivered: HTTP {status}" if status < 400 else f"refused by the receiver: HTTP {status}"
+    except webhooks.DeliveryError as e:
+        if attempt < ctx.settings.callback_attempts:
+            _record(r, job_id, f"attempt {attempt} failed: {e}; retrying")
+            raise self.retry(exc=e, countdown=min(MAX_BACKOFF_S, 2 ** (attempt - 1))) from None
+        outcome = f"gave up after {attempt} attempts: {e}"
+    except ApiError as e:  # the URL is not allowed (any more): never retried
+        outcome = f"not sent: {e.message}"
+    _record(r, job_id, outcome)
+    log.info("callback of %s: %s", job_id, outcome)
+
+
+def _record(r, job_id: str, outcome: str) -> None:
+    r.hset(db.job_key(job_id), "callback_status", outcome)
