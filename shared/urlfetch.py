@@ -92,6 +92,7 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
 # percent-escapes included, is refused rather than guessed at.
 _HOST_RE = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*\.?$")
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Characters left as they are when re-quoting a path or query: RFC 3986
 # reserved + unreserved, and '%' so existing escapes survive.
 _SAFE_PATH = "/%:@!$&'()*+,;=-._~"
@@ -545,7 +546,14 @@ def _phrase(status: int) -> str:
 
 
 class Response:
-    """A fetched body, read in pieces with ``read(n)``."""
+    """A fetched body, read in pieces with ``read(n)``.
+
+    ``status``: the final 2xx status. ``content_type``: the Content-Type
+    header as sent (``application/octet-stream`` if none). ``content_length``:
+    the declared length, None for chunked or undeclared bodies. ``final_url``:
+    the URL after redirects. ``name``: its decoded last path segment, safe as
+    a file name ("" if the path ends in "/"). ``received``: bytes read so far.
+    """
 
     def __init__(
         self,
@@ -565,8 +573,7 @@ class Response:
         self.content_type: str = response.getheader("Content-Type", "") or "application/octet-stream"
         self.content_length: int | None = None if response.chunked else response.length
         self.received = 0
-        path = urlsplit(final_url).path
-        self.name = unquote(path.rsplit("/", 1)[-1])[:255]
+        self.name = _last_segment(final_url)
 
     def read(self, n: int = -1) -> bytes:
         """Up to ``n`` bytes (all that is left for n < 0), b"" at the end.
@@ -601,6 +608,13 @@ class Response:
                 f"{self.content_length} bytes and closed the connection",
             )
         return chunk
+
+
+def _last_segment(url: str) -> str:
+    """The decoded last path segment ("" for a path ending in "/"), with no
+    separators or control characters left in it: it becomes a file name."""
+    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1]).replace("\\", "/").rsplit("/", 1)[-1]
+    return _CONTROL.sub("", name).strip()[:255]
 
 
 def _shorten(url: str, limit: int = 200) -> str:

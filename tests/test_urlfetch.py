@@ -182,6 +182,20 @@ def test_fetch_streams_the_body_with_its_metadata(server):
     assert server.requests[-1] == ("/audio/my%20track.wav?sig=a%2Fb&x=1", f"localhost:{server.port}")
 
 
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/audio/x/song.mp3", "song.mp3"),
+        ("/audio/a%2F..%2Fetc%5Cb.wav", "b.wav"),
+        ("/audio/", ""),
+        ("/audio/%0Aa.wav", "a.wav"),
+    ],
+)
+def test_the_name_is_a_safe_last_path_segment(server, path, name):
+    with open_url(server.url(path), allow=LOOPBACK, timeout_s=5, max_bytes=len(BODY)) as r:
+        assert r.name == name
+
+
 def test_a_hostname_allowlist_entry_allows_that_name_only(server):
     assert _fetch(server.url("/audio/a.wav", host="localhost"), allow=["localhost"]) == BODY
     with pytest.raises(ApiError) as e:
