@@ -21,7 +21,13 @@ COPY web ./web
 COPY workers ./workers
 COPY ops ./ops
 RUN pip install . \
+ && pip install --no-deps basic-pitch==0.4.0 \
  && rm -rf build *.egg-info
+
+# Pretrained models, baked into the image (basic-pitch's note model comes
+# with its package; the separation model is converted from its checkpoint).
+ENV AUDIOQ_MODEL_DIR=/opt/audioq/models
+RUN audioq models fetch
 
 # Unprivileged runtime user; celery beat keeps its schedule file in /var/lib/audioq.
 RUN useradd --system --create-home --home-dir /home/audioq --uid 10001 audioq \

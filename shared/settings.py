@@ -158,6 +158,12 @@ class Settings:
             fetch_timeout_s=_float(env, "AUDIOQ_FETCH_TIMEOUT_S", d.fetch_timeout_s),
             callback_attempts=max(1, _int(env, "AUDIOQ_CALLBACK_ATTEMPTS", d.callback_attempts)),
         )
+        try:  # a typo in the allowlist is a configuration error, not a silent refusal
+            from shared.urlfetch import parse_allowlist
+
+            parse_allowlist(s.fetch_allowlist)
+        except ValueError as e:
+            raise ConfigError(f"AUDIOQ_FETCH_ALLOWLIST: {e}") from None
         return s
 
 

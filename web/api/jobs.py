@@ -43,14 +43,14 @@ def json_body() -> dict:
     return body
 
 
-def callback_target(raw: object) -> str:
+def callback_target(raw: object, field: str = "callback_url") -> str:
     """A callback URL, checked like any outbound URL (http(s), no private
     addresses unless allowlisted); "" when none was given."""
     if raw is None or raw == "":
         return ""
     if not isinstance(raw, str):
-        raise ApiError(400, "callback_url must be a string (an http or https URL)")
-    urlfetch.check_url(raw, services.get().settings.fetch_allowlist)
+        raise ApiError(400, f"{field} must be a string (an http or https URL)")
+    urlfetch.check_url(raw, services.get().settings.fetch_allowlist, field=field)
     return raw
 
 

@@ -87,7 +87,8 @@ def create_task():
     if "callbackUrl" in body and "callback_url" in body:
         raise ApiError(400, "Give the callback URL once: 'callbackUrl' or 'callback_url'")
     targets = _targets(body.get("targets"))
-    callback_url = callback_target(body.get("callbackUrl", body.get("callback_url")))
+    field = "callback_url" if "callback_url" in body else "callbackUrl"
+    callback_url = callback_target(body.get(field), field)
     op = operations.get(OP)
     options = op.parse_options({"targets": documents.format_targets(targets)})
     if "assetId" in body:

@@ -48,7 +48,8 @@ def deliver_callback(self, job_id: str) -> None:
     except webhooks.DeliveryError as e:
         if attempt < ctx.settings.callback_attempts:
             _record(r, job_id, f"attempt {attempt} failed: {e}; retrying")
-            raise self.retry(exc=e, countdown=min(MAX_BACKOFF_S, 2 ** (attempt - 1))) from None
+            wait = e.retry_after if e.retry_after is not None else 2 ** (attempt - 1)
+            raise self.retry(exc=e, countdown=min(MAX_BACKOFF_S, wait)) from None
         outcome = f"gave up after {attempt} attempts: {e}"
     except ApiError as e:  # the URL is not allowed (any more): never retried
         outcome = f"not sent: {e.message}"
