@@ -33,8 +33,10 @@ segments are Spleeter's own (``pad_and_partition`` from frame 0). The
 U-Net's receptive field spans a whole segment, so a margin does not remove
 edge effects, only moves them; on generated voice-over-band mixes margins
 of 32-128 frames changed SI-SDR by -0.8..+0.3 dB with no consistent gain
-near segment joins, while costing up to 2x the compute. Mask changes at a
-join are smoothed by the 4096-sample overlapping windows anyway.
+near segment joins, and on 8 FluidSynth-rendered songs a margin of 64 gave
+-0.2 dB (vocals +6.9 vs +7.0 dB over the mixture), while costing a third
+more compute. Mask changes at a join are smoothed by the 4096-sample
+overlapping windows anyway.
 
 Units: samples at 44 100 Hz, float32 in [-1, 1] (not enforced).
 """
@@ -96,7 +98,9 @@ class SpleeterModel:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        if threads is None:
+            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        options.intra_op_num_threads = threads or 1
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Idle threads must not spin between runs: the STFT work in between
