@@ -170,7 +170,7 @@ def build_spleeter_onnx(weights: dict[str, np.ndarray]):
         out = _unet(g, "mix", unet)
         g.nodes.append(helper.make_node("Identity", [out], [name], name=f"{name}_out"))
         outputs.append(name)
-    dims = ["batch", 2, "frames", N_BINS]
+    dims: list[str | int | None] = ["batch", 2, "frames", N_BINS]
     graph = helper.make_graph(
         g.nodes,
         "spleeter_2stems",
