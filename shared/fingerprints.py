@@ -1,0 +1,203 @@
+"""The per-owner fingerprint index behind ``identify``, in Redis.
+
+Keys (add these rows to the table in shared/db.py):
+
+| key pattern               | type   | TTL                    | written by                            |
+|---------------------------|--------|------------------------|---------------------------------------|
+| aq:fp:{key_id}:{asset_id} | string | asset's remaining life | fingerprints.add (packed landmarks)   |
+| aq:fpidx:{key_id}         | zset   | longest member's life  | fingerprints.add (asset by expires_at)|
+
+Both carry the owner (the API key id), and a search reads only the keys of
+the owner it is given, so one tenant's query can never see another's
+tracks. Each blob expires with its asset and :func:`remove` deletes it at
+once; the owner's zset is scored by expiry, so a member whose blob has
+expired is ignored by score (and pruned on the next ``add``).
+
+Layout, and why (numbers from ``bench/identify.py``): one packed blob per
+asset, loaded whole by ``MGET`` and matched in numpy, rather than an
+inverted index (hash → postings) in Redis. A blob is version byte, counts,
+then the landmark hashes as 3 bytes each (they use 21 bits) and one byte per
+frame giving how many landmarks the frame anchors (times are frame order, so
+a frame count per frame restores them; ≤ 102 by construction, the max
+filter leaves ≤ 17 peaks per frame, 6 landmarks each): ~430 bytes per second of
+audio, ~26 KB per track-minute, plus Redis's ~60 bytes per key. An inverted
+index in Redis costs a key or hash field per distinct hash and 8+ bytes per
+posting on top, several times the memory, and removal or expiry of one asset
+has to rewrite postings shared with others (Redis can expire keys, not
+list elements). Loading is linear in the owner's catalogue (800 tracks of
+~45 s ≈ 15 MB over loopback), which bench/identify.py measures at 800 tracks;
+past a few thousand tracks per owner an inverted layout would pay off.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import redis
+from redis.client import NEVER_DECODE
+
+from shared.db import PREFIX
+
+if TYPE_CHECKING:
+    from workers.dsp.fingerprint import Prints
+
+# The matching itself is numpy code in workers/dsp/fingerprint.py; it is
+# imported where it is used, so the web side (which only removes entries
+# when an asset is deleted) never loads the DSP modules.
+DEFAULT_THRESHOLD = 0.03  # = workers.dsp.fingerprint.DEFAULT_THRESHOLD (test asserts it)
+
+_VERSION = 1
+_HEADER = struct.Struct("<BII")  # version, landmarks, frames
+_MGET_CHUNK = 500
+
+
+def blob_key(owner: str, asset_id: str) -> str:
+    return f"{PREFIX}fp:{owner}:{asset_id}"
+
+
+def index_key(owner: str) -> str:
+    return f"{PREFIX}fpidx:{owner}"
+
+
+def pack(p: Prints) -> bytes:
+    """Prints -> bytes (see the module docstring for the layout)."""
+    times = np.asarray(p.times, np.int64)
+    if len(times) and (np.any(np.diff(times) < 0) or times[0] < 0):
+        order = np.argsort(times, kind="stable")
+        times, hashes = times[order], np.asarray(p.hashes)[order]
+    else:
+        hashes = np.asarray(p.hashes)
+    n_frames = int(times[-1]) + 1 if len(times) else 0
+    counts = np.bincount(times, minlength=n_frames)
+    if len(counts) and counts.max() > 255:
+        raise ValueError("more than 255 landmarks anchored in one frame")
+    h3 = hashes.astype("<u4").view(np.uint8).reshape(-1, 4)[:, :3]
+    return _HEADER.pack(_VERSION, len(hashes), n_frames) + h3.tobytes() + counts.astype(np.uint8).tobytes()
+
+
+def unpack(blob: bytes) -> Prints:
+    from workers.dsp.fingerprint import Prints
+
+    version, n, n_frames = _HEADER.unpack_from(blob)
+    if version != _VERSION:
+        raise ValueError(f"unknown fingerprint blob version {version}")
+    o = _HEADER.size
+    h3 = np.frombuffer(blob, np.uint8, 3 * n, o).reshape(n, 3).astype(np.uint32)
+    hashes = h3[:, 0] | (h3[:, 1] << 8) | (h3[:, 2] << 16)
+    counts = np.frombuffer(blob, np.uint8, n_frames, o + 3 * n)
+    times = np.repeat(np.arange(n_frames, dtype=np.int32), counts)
+    return Prints(hashes, times)
+
+
+def add(
+    r: redis.Redis, owner: str, asset_id: str, prints: Prints, ttl_s: int, *, now: float | None = None
+) -> None:
+    """Index an asset's prints for ``ttl_s`` seconds (its remaining life).
+
+    Idempotent: adding again replaces the blob and resets the TTL, so a
+    re-upload that extends the asset's life can simply call it again."""
+    ttl_s = int(ttl_s)
+    if ttl_s <= 0:
+        remove(r, owner, asset_id)
+        return
+    t = time.time() if now is None else now
+    idx = index_key(owner)
+    with r.pipeline(transaction=True) as p:
+        p.set(blob_key(owner, asset_id), pack(prints), ex=ttl_s)
+        p.zremrangebyscore(idx, "-inf", t)
+        p.zadd(idx, {asset_id: t + ttl_s})
+        # NX covers a fresh key (no TTL yet), GT extends a live one.
+        p.expire(idx, ttl_s, nx=True)
+        p.expire(idx, ttl_s, gt=True)
+        p.execute()
+
+
+def remove(r: redis.Redis, owner: str, asset_id: str) -> None:
+    with r.pipeline(transaction=True) as p:
+        p.delete(blob_key(owner, asset_id))
+        p.zrem(index_key(owner), asset_id)
+        p.execute()
+
+
+def has(r: redis.Redis, owner: str, asset_id: str) -> bool:
+    return bool(r.exists(blob_key(owner, asset_id)))
+
+
+def indexed_assets(r: redis.Redis, owner: str, *, now: float | None = None) -> set[str]:
+    t = time.time() if now is None else now
+    return {_s(m) for m in r.zrangebyscore(index_key(owner), f"({t}", "+inf")}
+
+
+def _s(v: str | bytes) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def load(r: redis.Redis, owner: str, *, now: float | None = None) -> tuple[list[str], list[Prints]]:
+    """The owner's live assets and their prints (blobs that have expired
+    meanwhile are skipped)."""
+    ids = sorted(indexed_assets(r, owner, now=now))
+    out_ids, prints = [], []
+    for i in range(0, len(ids), _MGET_CHUNK):
+        chunk = ids[i : i + _MGET_CHUNK]
+        blobs = r.execute_command("MGET", *[blob_key(owner, a) for a in chunk], **{NEVER_DECODE: []})
+        for a, b in zip(chunk, blobs, strict=True):
+            if b is not None:
+                out_ids.append(a)
+                prints.append(unpack(b))
+    return out_ids, prints
+
+
+@dataclass
+class Candidate:
+    asset_id: str
+    offset_s: float
+    score: float
+    count: int = 0
+    speed: float = 1.0
+
+    def to_dict(self) -> dict:
+        return {"asset_id": self.asset_id, "offset_s": round(self.offset_s, 2), "score": round(self.score, 3)}
+
+
+@dataclass
+class Result:
+    match: Candidate | None
+    candidates: list[Candidate] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "match": self.match.to_dict() if self.match else None,
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
+
+
+def search(
+    r: redis.Redis,
+    owner: str,
+    query: Prints | list[tuple[float, Prints]],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    limit: int = 5,
+    now: float | None = None,
+) -> Result:
+    """Identify a query (``fingerprint`` or ``query_variants`` output)
+    against ``owner``'s indexed assets only.
+
+    ``match`` is the best candidate if it passes ``threshold`` (see
+    workers/dsp/fingerprint.py: score = share of the query's landmarks the
+    asset explains at one offset beyond its best rival offset) and the
+    minimum match count, else None. ``candidates`` are the ``limit`` best
+    alignments, best first, whatever their score."""
+    from workers.dsp.fingerprint import is_match, score_matches
+
+    ids, prints = load(r, owner, now=now)
+    matches = score_matches(query, prints)
+    cands = [
+        Candidate(ids[m.ref], m.offset_s, m.score, m.count, m.speed) for m in matches[:limit] if m.score > 0
+    ]
+    best = matches[0] if matches and is_match(matches[0], threshold) else None
+    return Result(cands[0] if best is not None and cands else None, cands)
