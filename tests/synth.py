@@ -377,3 +377,182 @@ def song(
     keep = t <= seconds - 0.05
     on_bar_line = (k >= pickup_beats) & ((k - pickup_beats) % meter == 0)
     return y, [float(v) for v in t[keep]], [float(v) for v in t[keep & on_bar_line]]
+
+
+# Vowel formants (centre Hz, bandwidth Hz, gain) of an adult voice: /a/, /e/,
+# /i/, /o/, /u/ (after Peterson & Barney's averages, rounded).
+_VOWELS = (
+    ((730, 90, 1.0), (1090, 110, 0.5), (2440, 170, 0.25)),
+    ((530, 70, 1.0), (1840, 100, 0.45), (2480, 150, 0.3)),
+    ((270, 60, 1.0), (2290, 100, 0.35), (3010, 170, 0.3)),
+    ((570, 80, 1.0), (840, 90, 0.6), (2410, 160, 0.15)),
+    ((300, 60, 1.0), (870, 90, 0.4), (2240, 150, 0.1)),
+)
+
+
+def _formant_gain(freqs: np.ndarray, vowel: int) -> np.ndarray:
+    """Spectral envelope of a vowel at ``freqs`` (Hz): a sum of resonances
+    over a −6 dB/octave glottal tilt."""
+    g = np.zeros_like(freqs)
+    for fc, bw, a in _VOWELS[vowel]:
+        g += a / (1.0 + ((freqs - fc) / (bw / 2)) ** 2)
+    return (g + 0.02) * np.minimum(1.0, 150.0 / np.maximum(freqs, 1.0))
+
+
+def vocal_like(
+    seconds: float,
+    sr: int = SR,
+    seed: int = 0,
+    lo_midi: int = 55,
+    hi_midi: int = 74,
+    bpm: float = 100.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A sung-like melody and its per-sample f0 (Hz, 0 in rests).
+
+    Notes of 1/2–2 beats from a pentatonic scale in ``lo_midi``..``hi_midi``,
+    phrases of 2 bars with a rest after each; every note has a vowel
+    (formant envelope moved smoothly from the previous one), a 60 ms glide
+    from the previous pitch when legato, vibrato of ±30–50 cents at 5–6.5 Hz
+    fading in after 150 ms, a little jitter, 20 ms attack and 60 ms release,
+    and breath noise 30 dB down. Deterministic from ``seed``; float32 mono,
+    peak 0.9.
+    """
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    beat = 60.0 / bpm
+    scale = [m for m in range(lo_midi, hi_midi + 1) if m % 12 in (0, 2, 4, 7, 9)]
+    notes: list[tuple[float, float, int, int]] = []  # start s, length s, midi, vowel
+    t = float(rng.uniform(0.0, 2 * beat))
+    i = len(scale) // 2
+    while t < seconds - 0.3:
+        phrase_end = t + 8 * beat
+        while t < min(phrase_end, seconds - 0.3):
+            length = float(rng.choice([0.5, 1.0, 1.0, 1.5, 2.0])) * beat
+            i = int(np.clip(i + rng.choice([-2, -1, -1, 1, 1, 2, 0]), 0, len(scale) - 1))
+            notes.append((t, min(length, seconds - t), scale[i], int(rng.integers(len(_VOWELS)))))
+            t += length
+        t += float(rng.uniform(1.0, 2.0)) * beat  # breath between phrases
+    f0 = np.zeros(n)
+    env = np.zeros(n)
+    vowel_of = np.zeros(n, np.int64)
+    prev_hz = None
+    prev_end = -1.0
+    for start, length, midi, vowel in notes:
+        a, b = int(start * sr), min(n, int((start + length) * sr))
+        if b <= a:
+            continue
+        tt = np.arange(b - a) / sr
+        hz = 440.0 * 2 ** ((midi - 69) / 12)
+        depth = rng.uniform(30, 50) * np.clip((tt - 0.15) / 0.2, 0, 1)
+        cents = depth * np.sin(2 * np.pi * rng.uniform(5.0, 6.5) * tt + rng.uniform(0, 2 * np.pi))
+        cents += rng.uniform(-10, 10)
+        track = hz * 2 ** (cents / 1200)
+        if prev_hz is not None and start - prev_end < 0.05:  # legato: glide in
+            glide = np.clip(tt / 0.06, 0, 1)
+            track *= (prev_hz / hz) ** (1 - glide)
+        f0[a:b] = track
+        env[a:b] = np.minimum(1, tt / 0.02) * np.minimum(1, (tt[-1] - tt) / 0.06) * rng.uniform(0.6, 1.0)
+        vowel_of[a:b] = vowel
+        prev_hz, prev_end = hz, start + length
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    x = np.zeros(n)
+    # The formant envelope is applied per block of 10 ms with the block's f0
+    # and vowel (smoothed across 40 ms), so it follows glides and vowel changes.
+    block = int(0.01 * sr)
+    n_blocks = -(-n // block)
+    smooth = np.ones(4) / 4
+    for k in range(1, 40):
+        gains = np.zeros(n_blocks)
+        for v in range(len(_VOWELS)):
+            f_k = k * f0[::block][:n_blocks]
+            w = vowel_of[::block][:n_blocks] == v
+            gains[w] = _formant_gain(f_k[w], v)
+        gains = np.convolve(gains, smooth, mode="same")
+        g = np.repeat(gains, block)[:n]
+        x += g * (k * f0 < 0.45 * sr) * np.sin(k * phase + 0.3 * k)
+    x *= env
+    noise = signal.lfilter(*signal.butter(2, [500, 6000], "bandpass", fs=sr), rng.standard_normal(n))
+    voiced = env > 0
+    if voiced.any():
+        noise *= np.sqrt(np.mean(x[voiced] ** 2) / np.mean(noise**2)) * 10 ** (-30 / 20)
+        x += noise * np.maximum(env, 0.05)
+    return _normalize(x), f0
+
+
+STEMS4 = ("vocals", "drums", "bass", "other")
+
+
+def separation_mix(
+    seconds: float,
+    sr: int = SR,
+    seed: int = 0,
+    channels: int = 2,
+    bpm: float = 100.0,
+    vocal_db: float = 0.0,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A mixture and its four true stems, as a separation model sees music.
+
+    * drums: :func:`drum_pattern` (rock), panned slightly apart per seed;
+    * bass: the chord roots in MIDI 36–47, 6 decaying partials, on beats 1
+      and 3, centred;
+    * other: triads (one per bar, MIDI 55–66, 10 partials), panned off
+      centre (left or right by seed);
+    * vocals: :func:`vocal_like`, centred, ``vocal_db`` dB (RMS) over the
+      sum of the other three.
+
+    Drums, bass and other are set to equal RMS. Returns
+    ``(mixture, {"vocals", "drums", "bass", "other"})``, every array
+    float32 of shape (frames, ``channels``) (1 or 2); the stems sum to the
+    mixture exactly, which peaks at 0.9.
+    """
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    beat = 60.0 / bpm
+    bar = 4 * beat
+    tonic = int(rng.integers(12))
+    chords = PROGRESSIONS[str(rng.choice(list(PROGRESSIONS)))]
+    bass = np.zeros(n + sr, np.float64)
+    other = np.zeros(n + sr, np.float64)
+
+    def hz(midi: int) -> float:
+        return 440.0 * 2 ** ((midi - 69) / 12)
+
+    i = 0
+    while i * bar < seconds:
+        degree, quality = chords[i % len(chords)]
+        root_pc = (tonic + degree) % 12
+        start = int(round(i * bar * sr))
+        for interval in _TRIAD[quality]:
+            midi = 55 + (root_pc + interval - 55) % 12
+            _place(other, _note(hz(midi), bar, sr, 10, midi), np.array([start]), rng.uniform(0.8, 1.0, 1))
+        for b in (0, 2):
+            s = start + int(round(b * beat * sr))
+            tone = _note(hz(36 + root_pc), 2 * beat, sr, 6, 36 + root_pc)
+            _place(bass, tone, np.array([s]), rng.uniform(0.85, 1.0, 1))
+        i += 1
+    drums = drum_pattern(bpm, seconds, sr, "rock", seed=seed).astype(np.float64)
+    voice = vocal_like(seconds, sr, seed=seed, bpm=bpm)[0].astype(np.float64)
+
+    def rms(v: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(v**2))) + 1e-12
+
+    mono = {"drums": drums, "bass": bass[:n], "other": other[:n]}
+    mono = {k: v / rms(v) for k, v in mono.items()}
+    band = sum(mono.values())
+    mono["vocals"] = voice * (rms(band) / rms(voice)) * 10 ** (vocal_db / 20)
+    # Constant-power pan positions in [-1, 1] (left..right).
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    pans = {"vocals": 0.0, "bass": 0.0, "drums": 0.15 * side, "other": -0.6 * side}
+    stems = {}
+    for name in STEMS4:
+        v = mono[name]
+        if channels == 1:
+            stems[name] = v[:, None]
+        else:
+            theta = (pans[name] + 1) * np.pi / 4
+            stems[name] = np.stack([v * np.cos(theta), v * np.sin(theta)], axis=1) * np.sqrt(2)
+    mix = sum(stems.values())
+    scale = 0.9 / float(np.max(np.abs(mix)))
+    stems = {k: (v * scale).astype(np.float32) for k, v in stems.items()}
+    mix32 = sum(stems[k].astype(np.float64) for k in STEMS4).astype(np.float32)
+    return mix32, stems
