@@ -503,7 +503,7 @@ def separation_mix(
     Drums, bass and other are set to equal RMS. Returns
     ``(mixture, {"vocals", "drums", "bass", "other"})``, every array
     float32 of shape (frames, ``channels``) (1 or 2); the stems sum to the
-    mixture exactly, which peaks at 0.9.
+    mixture (to float32 rounding), which peaks at 0.9.
     """
     rng = np.random.default_rng(seed)
     n = int(round(seconds * sr))
