@@ -8,8 +8,8 @@ Shazam design; parameters close to D. Ellis's audfprint):
    its energy and where 64 kbps MP3 leaves it alone), in dB.
 2. **Peaks.** A bin is a peak when it is the maximum of its neighbourhood
    (2-D max filter, ±``PEAK_F`` bins × ±``PEAK_T`` frames), lies above the
-   floor (``FLOOR_DB`` below the loudest bin: silence and dither give no
-   peaks) and is among the ``DENSITY`` strongest peaks of its
+   floor (``FLOOR_DB`` below the loudest bin and ~80 dB below full scale:
+   silence gives no peaks) and is among the ``DENSITY`` strongest peaks of its
    sliding one-second window, by level (the loudest peaks are the ones
    that survive added noise).
 3. **Landmarks.** Each peak (anchor) pairs with the next ``FAN_OUT`` peaks in
@@ -64,6 +64,9 @@ MAX_BIN = 256  # bins 2..255: 43 Hz - 5.5 kHz
 PEAK_F = 7  # ±7 bins (±150 Hz) ...
 PEAK_T = 6  # ... × ±6 frames (±139 ms) neighbourhood of a peak
 FLOOR_DB = 70.0  # peaks must be within 70 dB of the loudest bin
+# ... and above -40 dB: a full-scale sine reads +42 dB through the Hann window
+# (sum 256, halved), so this is ~80 dB down; digital silence gives no peaks.
+ABS_FLOOR_DB = -40.0
 DENSITY = 24  # strongest peaks kept per second ...
 DENSITY_HALF = 21  # ... of a sliding ±21-frame (±0.49 s) window
 FAN_OUT = 6  # landmarks per anchor
@@ -140,7 +143,7 @@ def _peaks(s_db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if s.size == 0:
         return np.zeros(0, np.int32), np.zeros(0, np.int32)
     is_max = s == ndimage.maximum_filter(s, size=(2 * PEAK_F + 1, 2 * PEAK_T + 1), mode="nearest")
-    is_max &= s > s.max() - FLOOR_DB
+    is_max &= s > max(float(s.max()) - FLOOR_DB, ABS_FLOOR_DB)
     f, t = np.nonzero(is_max)
     # Ranked by level: the loudest peaks are the ones that survive added
     # noise (ranking by contrast to the local mean kept 30 % fewer of them
