@@ -65,11 +65,15 @@ enforce the same bounds, constants below):
   command line defaults to 0.128 s). 0.03–0.2 s is useful; longer drops
   fast passages.
 
-Cost: the model is ~25 ms per 1.64 s window on an idle box, ~1 s of
-compute per minute of audio, decoding a few per cent more
-(bench/transcription.py measures it). Memory grows with the length: the activations are kept for the
-whole input (2 × 88 float32 per 11.6 ms, ~1.5 MB per minute, several
-copies while decoding).
+Cost: the model is ~25 ms per 1.64 s window on an idle box; measured by
+bench/transcription.py on a busy 2-core box, 1.6 s of CPU (2.0 s wall) per
+minute of audio, about 10 % of it decoding. A 9.3-minute input took 14–18 s
+wall on a busy 2-core box (14 s of CPU).
+
+Memory grows with the length: the activations are kept for the whole input
+and basic-pitch's ``get_infered_onsets`` makes several float64 copies of
+them; the measured peak (tracemalloc) is ~37 MB per minute of audio beyond
+the input itself (346 MB for 9.3 minutes), in the decoding step.
 """
 
 from __future__ import annotations
@@ -335,10 +339,16 @@ class NoteModel:
         # The model normalises each window's spectrum, so it hears notes in
         # a noise floor 80 dB down as well as at full scale: drop notes over
         # which the input is quieter than SILENCE_DBFS.
-        power = np.concatenate([[0.0], np.cumsum(np.square(y, dtype=np.float64))])
-        s_idx = np.round(times[events[0]] * MODEL_SR).astype(np.int64).clip(0, len(y) - 1)
-        e_idx = np.maximum(np.round(times[events[1]] * MODEL_SR).astype(np.int64).clip(0, len(y)), s_idx + 1)
-        mean_power = (power[e_idx] - power[s_idx]) / (e_idx - s_idx)
+        # Energy per 256-sample hop (no full-length float64 copy of y); note
+        # edges are rounded to hops, plenty for a -60 dB gate.
+        hops = np.pad(y, (0, -len(y) % HOP)).reshape(-1, HOP)
+        energy = np.concatenate([[0.0], np.cumsum(np.einsum("ij,ij->i", hops, hops), dtype=np.float64)])
+        n_hops = len(hops)
+        s_idx = np.round(times[events[0]] * FRAME_RATE).astype(np.int64).clip(0, n_hops - 1)
+        e_idx = np.maximum(
+            np.round(times[events[1]] * FRAME_RATE).astype(np.int64).clip(0, n_hops), s_idx + 1
+        )
+        mean_power = (energy[e_idx] - energy[s_idx]) / ((e_idx - s_idx) * HOP)
         audible = mean_power >= 10 ** (SILENCE_DBFS / 10)
         events = tuple(a[audible] for a in events)
         notes = [
