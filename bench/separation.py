@@ -397,7 +397,13 @@ def main() -> int:
             continue
         worse = [s for s in ALL_STEMS if scores[name][s] and np.mean(scores[name][s]) <= base[s]]
         better = "yes" if not worse else f"no ({', '.join(worse)})"
-        verdicts.append(f"- {name}: every stem better than the mixture: {better}")
+        per_song = [
+            f"{s} in {n} of {len(songs)}"
+            for s in ALL_STEMS
+            if (n := sum(v <= b for v, b in zip(scores[name][s], scores["mixture"][s], strict=False)))
+        ]
+        song_note = f"; worse than the mixture in single songs: {', '.join(per_song)}" if per_song else ""
+        verdicts.append(f"- {name}: every stem better than the mixture (means): {better}{song_note}")
         if "vocals" in scores[name] and scores[name]["vocals"]:
             gain = float(np.mean(scores[name]["vocals"])) - base["vocals"]
             if name.startswith("spleeter") or name.startswith(getattr(model, "name", "\0")):
@@ -411,7 +417,27 @@ def main() -> int:
             f"- model rows missing: no {MODEL_DIR / 'spleeter-2stems.onnx'} (run ops.models.fetch_spleeter)"
         )
 
-    kinds = ", ".join(f"{vocal_kind(s.spec.index)}" for s, _ in songs)
+    # Vocals by kind of "voice": a model trained on singing need not take a
+    # synth lead for a voice.
+    kind_of = [vocal_kind(s.spec.index) for s, _ in songs]
+    kind_names = sorted(set(kind_of))
+    kind_rows = []
+    for name in meths:
+        if not scores[name]["vocals"] or name == "mixture":
+            continue
+        cells = [name]
+        for kind in kind_names:
+            gains = [
+                v - b
+                for v, b, k in zip(scores[name]["vocals"], scores["mixture"]["vocals"], kind_of, strict=True)
+                if k == kind
+            ]
+            cells.append(f"{np.mean(gains):+.1f} ({len(gains)})")
+        kind_rows.append(cells)
+    table += ["", "Vocals SI-SDRi (dB) by kind of lead, mean (songs):", ""]
+    table += md_table(["method", *kind_names], kind_rows)
+
+    kinds = ", ".join(kind_of)
     total = time.perf_counter() - t_start
     print()
     print("\n".join(table))

@@ -41,7 +41,8 @@ channel-averaged magnitude M(f, t), applied to every channel's complex STFT:
    1–12 s (a bar or a few). The repeating background B(f, t) is the median
    of M(f, t ± k·p), k = 1..8 (inside the chunk), capped at M; the cue is
    (M − B)² / ((M − B)² + B²). Chords, bass and drums repeat bar after
-   bar; a lead voice much less.
+   bar; a lead voice much less. A chunk shorter than 2 s has no period
+   to find, and then this cue is 1 everywhere.
 2. **Harmonicity** (median-filter HPSS: FitzGerald, "Harmonic/percussive
    separation using median filtering", DAFx 2010): H = median of M over
    0.1 s along time, P = median over ~400 Hz along frequency; cue
@@ -84,9 +85,13 @@ the other instruments (left-hand piano, warm pads with a sub-octave) into
 "bass". Measured SI-SDR per stem against the mixture baseline:
 bench/docs/separation.md.
 
-Cost (fallback): roughly 0.05–0.1 × real time per channel pair on one core
-at 44.1 kHz (REPET's median over neighbours is most of it); see
-bench/separation.py for measured seconds per minute and peak memory.
+Cost, measured by bench/separation.py on 44.1 kHz stereo songs of 31-44 s
+(a shared 2-core box, so noisy): the fallback takes ~3 s of wall time per
+minute of audio for 2 stems and ~5 s for 4 (the median filters of HPSS and
+REPET's median are most of it; a numpy running median, ~4× faster than
+scipy.ndimage's); the model's 2 stems ~2 s/min, its 4 stems ~5 s/min
+(the DSP split on top). Peak memory above the input: 250-350 MB for a
+40 s song, bounded by one 60 s chunk for longer ones.
 """
 
 from __future__ import annotations
