@@ -25,20 +25,31 @@ Shazam design; parameters close to D. Ellis's audfprint):
    a track is its best offset's votes plus its two neighbours' (±1 frame),
    i.e. the time-consistent matches; random hash collisions spread their
    votes over thousands of offsets and do not add up.
-5. **Score.** ``score = consistent matches / query landmarks`` — the fraction
-   of the query's hashes that the track explains at one offset; 1.0 for an
-   exact excerpt, ~0.05–0.3 for an excerpt under 10 dB SNR noise or MP3,
-   and ≤ 0.02 for audio that is not in the catalogue (see
-   bench/identify.py for the measured distributions). A match must reach
-   ``DEFAULT_THRESHOLD`` *and* ``MIN_MATCHES`` consistent hashes (so a
-   very short query cannot match on a handful of hashes by chance).
-6. **Speed.** :func:`query_variants` fingerprints the query as if it had
-   been sped up by each factor in ``SPEEDS`` (0.98–1.02 in 0.5 % steps) and
-   undoes that by resampling (a tape/turntable speed change: pitch and tempo
-   together). The variant whose factor is right lines up with the
-   reference's grid; the others miss. Residual error ≤ 0.25 %, < 1 frame
-   over a 10 s query, under half a bin below 2.7 kHz. Tempo-only stretches
-   (pitch kept) are not searched.
+5. **Score.** ``score = (count - rival) / query landmarks``, where
+   ``rival`` is the track's best count at any offset more than
+   ``RIVAL_FRAMES`` away from its best (any speed variant): the share of
+   the query's landmarks that the track explains at one offset *and at no
+   other*. The rival term matters because unrelated music shares landmarks
+   (the same drum sample, the same chord voicing at the same tempo), and it
+   shares them once per bar, so such a track's best and rival offsets are
+   about equally good; an excerpt of the track itself stands out at one
+   offset. 1.0 is an exact excerpt on the reference's frame grid. A match
+   needs ``score >= DEFAULT_THRESHOLD`` and ``count >= MIN_MATCHES`` (a
+   very short query cannot match on a handful of landmarks); the threshold
+   and the measured score distributions are below and in bench/identify.py.
+6. **Speed and grid.** :func:`query_variants` fingerprints the query as if
+   it had been played faster by each factor in ``SPEEDS`` (0.98–1.02 in
+   0.5 % steps) and undoes that by resampling (a tape/turntable speed
+   change: pitch and tempo together); the variant whose factor is right
+   lines up with the reference, residual error ≤ 0.25 %: < 1 frame over a
+   10 s query, ≤ 0.6 bin. Tempo-only stretches (pitch kept) are not
+   searched. Each factor is analysed from ``SHIFTS`` = 4 starting samples a
+   quarter hop apart (audfprint's ``--shifts``): a peak's frame depends on
+   where the frame grid falls (sustained tones and noise have no sharp
+   onset), and measured on these tracks an excerpt half a hop off the
+   reference's grid kept ~40 % of its peaks, one within 1/8 hop ~65 %.
+   9 × 4 = 36 variants of a 10 s query take ~0.25 s; the index stays one
+   fingerprint per track.
 
 Units: ``times`` in frames of ``hop_s`` seconds; offsets reported in seconds
 of the reference track where the query starts.
@@ -46,7 +57,7 @@ of the reference track where the query starts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import soxr
@@ -81,10 +92,9 @@ SHIFTS = 4
 MIN_QUERY_S = 2.0
 RIVAL_FRAMES = 4  # a rival alignment is > 4 frames (93 ms) from the best
 
-# Score = time-consistent matches / query landmarks. Unrelated audio scored
-# ≤ 0.02 in bench/identify.py (800 near-identical synthetic tracks, 9 speed
-# variants); a 5 s excerpt at 10 dB SNR or 64 kbps MP3 scores ≥ 0.05 there.
-# 0.04 sits between the two with a margin on both sides.
+# Measured by bench/identify.py (near-identical synthetic tracks: same kick,
+# same few progressions; queries 5-10 s, 10-30 dB SNR, half MP3, half at
+# 0.98-1.02 speed): THRESHOLD_NOTE
 DEFAULT_THRESHOLD = 0.03
 MIN_MATCHES = 8
 
@@ -114,7 +124,7 @@ class Match:
     ref: int  # index into the references given to score_matches
     offset_s: float  # where the query starts in the reference, seconds
     count: int  # time-consistent matching landmarks
-    score: float  # count / query landmarks of the winning variant
+    score: float  # (count - best rival offset's count) / query landmarks of the variant
     speed: float  # speed factor of the winning query variant
 
     def to_dict(self) -> dict:
@@ -248,7 +258,7 @@ def query_variants(
 class _Refs:
     hashes: np.ndarray
     times: np.ndarray
-    refs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    refs: np.ndarray  # index of the reference each entry belongs to
 
 
 def _concat(refs: list[Prints]) -> _Refs:
@@ -289,15 +299,23 @@ def score_matches(
     order = np.argsort(qh, kind="stable")
     qh, qt, qv = qh[order], qt[order], qv[order]
 
-    table = np.zeros(1 << HASH_BITS, bool)
-    table[qh] = True
+    # Direct-address tables: where each hash's query entries start in the
+    # sorted query, and how many there are (gathers, not binary searches:
+    # a search against 800 tracks looks up ~5 M reference entries).
+    uh, first, cnt = np.unique(qh, return_index=True, return_counts=True)
+    in_query = np.zeros(1 << HASH_BITS, bool)  # 2 MB: the 5 M gathers stay in cache
+    in_query[uh] = True
+    count_of = np.zeros(1 << HASH_BITS, np.int32)
+    count_of[uh] = cnt
+    first_of = np.zeros(1 << HASH_BITS, np.int32)
+    first_of[uh] = first
     r = _concat(refs)
-    hit = table[r.hashes & ((1 << HASH_BITS) - 1)]
+    hit = np.nonzero(in_query[r.hashes & ((1 << HASH_BITS) - 1)])[0]
     rh, rt, ra = r.hashes[hit], r.times[hit].astype(np.int64), r.refs[hit].astype(np.int64)
     if len(rh) == 0:
         return []
-    lo = np.searchsorted(qh, rh, "left")
-    n = np.searchsorted(qh, rh, "right") - lo
+    lo = first_of[rh].astype(np.int64)
+    n = count_of[rh].astype(np.int64)
     total = int(n.sum())
     starts = np.repeat(np.cumsum(n) - n, n)
     qi = np.repeat(lo, n) + (np.arange(total) - starts)
@@ -311,51 +329,45 @@ def score_matches(
     nv = len(variants)
     cell = (ref * nv + variant) * span + (offset - base)
     cells, votes = np.unique(cell, return_counts=True)
-    tally = votes.copy()
-    for d in (-1, 1):
-        j = np.searchsorted(cells, cells + d)
-        j = np.minimum(j, len(cells) - 1)
-        tally += np.where(cells[j] == cells + d, votes[j], 0)
+    # cells is sorted: a cell's ±1 frame neighbours are its array neighbours.
+    adjacent = cells[1:] == cells[:-1] + 1
+    below = np.r_[0, np.where(adjacent, votes[:-1], 0)]
+    above = np.r_[np.where(adjacent, votes[1:], 0), 0]
+    near = (below, above)
+    tally = votes + below + above
     group = cells // span  # ref * nv + variant
     cell_ref = group // nv
     cell_off = cells % span
-    n_refs = len(refs)
-    # Best cell per ref: most votes, relative to the variant's size.
+    # Cells are grouped by ref (sorted), so per-ref reductions are reduceat.
+    starts = np.r_[0, np.nonzero(np.diff(cell_ref))[0] + 1]
+    seg = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(cells)]))
+    # Best cell per ref: most votes relative to the variant's size.
     frac = tally / n_q[group % nv]
-    order = np.lexsort((frac, cell_ref))
-    last = np.r_[cell_ref[order][1:] != cell_ref[order][:-1], True]
-    best = order[last]
-    best_of = np.full(n_refs, -1, np.int64)
-    best_of[cell_ref[best]] = best
-    # Runner-up: the ref's best tally at any offset more than RIVAL_FRAMES
-    # away (any variant). A loop that matches once per bar (a shared drum
-    # pattern, a repeated chorus) has a runner-up close to its best and so
-    # a small score; a true match stands out at one offset.
-    far = np.abs(cell_off - cell_off[best_of[cell_ref]]) > RIVAL_FRAMES
-    runner = np.zeros(n_refs, np.int64)
-    np.maximum.at(runner, cell_ref[far], tally[far])
-    out = []
-    for c in best:
-        g = int(group[c])
-        off_frames = int(cell_off[c]) + base
-        # Sub-frame offset: vote-weighted mean over the ±1 frame window.
-        w = [
-            (d, int(votes[j]))
-            for d in (-1, 0, 1)
-            for j in [np.searchsorted(cells, cells[c] + d)]
-            if j < len(cells) and cells[j] == cells[c] + d
-        ]
-        mean = sum(d * v for d, v in w) / max(sum(v for _, v in w), 1)
-        ref_i = g // nv
-        out.append(
-            Match(
-                ref=ref_i,
-                offset_s=(off_frames + mean) * HOP_S - variants[g % nv][1].start_s,
-                count=int(tally[c]),
-                score=float(max(tally[c] - runner[ref_i], 0) / n_q[g % nv]),
-                speed=variants[g % nv][0],
-            )
+    is_best = frac == np.maximum.reduceat(frac, starts)[seg]
+    cand = np.nonzero(is_best)[0]
+    best = cand[np.r_[True, seg[cand][1:] != seg[cand][:-1]]]
+    # Rival: the ref's best tally at any offset more than RIVAL_FRAMES away
+    # (any variant). A loop that matches once per bar (a shared drum
+    # pattern, a repeated chorus) has a rival close to its best and so a
+    # small score; a true match stands out at one offset.
+    far = np.abs(cell_off - cell_off[best][seg]) > RIVAL_FRAMES
+    rival = np.zeros(len(refs), np.int64)
+    rival[cell_ref[best]] = np.maximum.reduceat(np.where(far, tally, 0), starts)
+    # Sub-frame offset: vote-weighted mean over the ±1 frame window.
+    sub = (near[1][best] - near[0][best]) / tally[best]
+    g = group[best]
+    out = [
+        Match(
+            ref=int(ref_i),
+            offset_s=float((cell_off[c] + base + d) * HOP_S - variants[v][1].start_s),
+            count=int(tally[c]),
+            score=float(max(tally[c] - rival[ref_i], 0) / n_q[v]),
+            speed=variants[v][0],
         )
+        for c, ref_i, v, d in zip(
+            best.tolist(), (g // nv).tolist(), (g % nv).tolist(), sub.tolist(), strict=True
+        )
+    ]
     out.sort(key=lambda m: (-m.score, -m.count))
     return out
 
