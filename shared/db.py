@@ -17,6 +17,8 @@ two never share a keyspace.
 | aq:job:{job_id}                  | hash   | job TTL once final  | jobs.submit / transitions      |
 | aq:owner:{key_id}:jobs           | zset   | none (pruned lazily)| jobs.submit (by created_at)    |
 | aq:jobs:active                   | zset   | none                | jobs (id by deadline)          |
+| aq:fp:{key_id}:{asset_id}        | string | asset's remaining life | fingerprints.add (landmarks)|
+| aq:fpidx:{key_id}                | zset   | longest member's life | fingerprints.add (by expiry) |
 | aq:owner:{key_id}:tasks          | zset   | none (pruned lazily)| tasks dialect (job ids)        |
 | aq:cache:{sha256}:{digest}       | string | source asset's life | jobs.complete (result JSON)    |
 | aq:cacheidx:{sha256}             | set    | source asset's life | jobs.complete (cache keys)     |

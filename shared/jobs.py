@@ -360,7 +360,7 @@ def _finish(r: redis.Redis, job: Job, status: str, field: str, payload: dict, re
 
 def complete(r: redis.Redis, job: Job, result: dict, *, ttl: int, cache_ttl: int, op: Operation) -> bool:
     """Record the result and cache it (for as long as the source asset lives)."""
-    if cache_ttl > 0:
+    if cache_ttl > 0 and op.cache:
         ck = db.cache_key(op.cache_key(job.sha256, job.options, job.asset_id))
         with r.pipeline(transaction=True) as p:
             p.set(ck, json.dumps(result), ex=cache_ttl)
@@ -393,6 +393,8 @@ def cancel(r: redis.Redis, job: Job, *, ttl: int) -> str:
 def cached(
     r: redis.Redis, op: Operation, sha256: str, options: Mapping[str, object], asset_id: str
 ) -> dict | None:
+    if not op.cache:
+        return None
     raw = r.get(db.cache_key(op.cache_key(sha256, options, asset_id)))
     return json.loads(raw) if raw else None
 

@@ -81,6 +81,9 @@ class Operation:
     # Writes files (stems, audio, MIDI) as derived objects of the source asset:
     # its cached result belongs to that asset, not to every copy of the bytes.
     outputs: bool = False
+    # Results are cached by the source bytes. Not for an answer that depends
+    # on more than the bytes (identify: the caller's catalogue, which changes).
+    cache: bool = True
     # Has a v1 route (POST /v1/{name}); internal operations are submitted by
     # another front (the tasks dialect).
     public: bool = True
@@ -168,7 +171,7 @@ OPERATIONS: dict[str, Operation] = {
         # Long: answers 202 by default, reports progress; on the analysis queue
         # because it is a few seconds of CPU, not minutes.
         Operation("analyze/upload", "audioq.analysis.analyze_track", "analysis", False, "bundle-1", 600, 660),
-        _fast("identify", "audioq.identify.identify_clip", "identify-1"),
+        dataclasses.replace(_fast("identify", "audioq.identify.identify_clip", "identify-1"), cache=False),
         _long(
             "master",
             "audioq.mastering.master_track",

@@ -10,26 +10,13 @@ import mir_eval
 import numpy as np
 import pretty_midi
 import pytest
+from audiogen import struck_tone as tone
 
 from shared.errors import ApiError
 from workers.dsp import transcription
 from workers.dsp.transcription import NoteModel, Transcription
 
 SR = 22050
-
-
-def tone(midi: int, seconds: float, sr: int = SR) -> np.ndarray:
-    """A struck harmonic tone: 8 partials at 1/k², the k-th decaying with a
-    time constant of 1.5/k s, 5 ms attack, 20 ms release. (With partials at
-    1/k, as tests/synth.py's, the model also reports the 2nd and 4th harmonic
-    of a pure additive tone as notes of their own, about half as loud.)"""
-    f = 440.0 * 2.0 ** ((midi - 69) / 12)
-    t = np.arange(int(seconds * sr)) / sr
-    x = np.zeros_like(t)
-    for k in range(1, 9):
-        if k * f < 0.45 * sr:
-            x += np.sin(2 * np.pi * k * f * t) * np.exp(-t * k / 1.5) / k**2
-    return x * np.minimum(1.0, t / 0.005) * np.minimum(1.0, (t[-1] - t) / 0.02)
 
 
 def render(notes: list[tuple[float, float, int]], seconds: float, sr: int = SR) -> np.ndarray:

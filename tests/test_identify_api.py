@@ -25,14 +25,21 @@ def as_wav(y: np.ndarray) -> bytes:
 @pytest.fixture(scope="module")
 def tracks() -> list[np.ndarray]:
     """Four 30-second songs; the last is never uploaded (the unknown one)."""
-    specs = [(96.0, "C", "rock"), (128.0, "A", "four_on_floor"), (110.0, "E", "syncopated"), (100.0, "D", "swing")]
+    specs = [
+        (96.0, "C", "rock"),
+        (128.0, "A", "four_on_floor"),
+        (110.0, "E", "syncopated"),
+        (100.0, "D", "swing"),
+    ]
     return [
         synth.song(bpm, 30.0, key=k, sr=SR, seed=20 + i, pattern=p)[0] for i, (bpm, k, p) in enumerate(specs)
     ]
 
 
 def identify(client, key, clip: np.ndarray) -> dict:
-    resp = client.post("/v1/identify", data=as_wav(clip), headers={**key.headers, "Content-Type": "audio/wav"})
+    resp = client.post(
+        "/v1/identify", data=as_wav(clip), headers={**key.headers, "Content-Type": "audio/wav"}
+    )
     assert resp.status_code == 200, resp.get_json()
     return resp.get_json()
 
@@ -55,8 +62,8 @@ def test_identify_finds_the_asset_and_offset(client, api_key, upload, r, storage
     # another tenant never matches this tenant's assets
     assert identify(client, stranger, clip)["match"] is None
     # query clips are not added to the catalogue
-    assert fingerprints.indexed_assets(r, owner) == set(ids)
+    assert fingerprints.indexed_assets(r, owner.id) == set(ids)
     # the index goes with the assets
     assert assets.expire_due(r, storage, now=db.now() + 30 * 86400) >= 3
-    assert fingerprints.indexed_assets(r, owner) == set()
+    assert fingerprints.indexed_assets(r, owner.id) == set()
     assert not [k for k in r.scan_iter("aq:fp*")]

@@ -6,11 +6,13 @@ import io
 import time
 import urllib.request
 
+import mir_eval
 import numpy as np
 import pretty_midi
 import pytest
 import soundfile as sf
 import synth
+from audiogen import struck_tone as tone
 
 SR = 22050
 
@@ -19,14 +21,6 @@ def as_wav(y: np.ndarray, sr: int = SR) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, y, sr, format="WAV", subtype="PCM_16")
     return buf.getvalue()
-
-
-def tone(midi: int, seconds: float, sr: int = SR) -> np.ndarray:
-    """A plucked harmonic tone (6 partials, exponential decay)."""
-    t = np.arange(int(seconds * sr)) / sr
-    f = 440.0 * 2 ** ((midi - 69) / 12)
-    y = sum(np.sin(2 * np.pi * k * f * t) / k for k in range(1, 7))
-    return (y * np.exp(-2.5 * t) * np.minimum(1, t / 0.005)).astype(np.float32)
 
 
 MELODY = [(0.5, 60), (1.0, 64), (1.5, 67), (2.0, 72), (2.75, 69), (3.5, 65), (4.25, 62)]
@@ -40,6 +34,20 @@ def melody() -> bytes:
         note = tone(midi, 0.45)
         y[i : i + len(note)] += note
     return as_wav(0.5 * y / np.max(np.abs(y)))
+
+
+def onset_f(notes: list[dict], truth: list[tuple[float, int]]) -> float:
+    """Note onset F-measure (50 ms, pitch within 50 cents), mir_eval's."""
+
+    def hz(m):
+        return 440.0 * 2 ** ((np.asarray(m, float) - 69) / 12)
+
+    ref_iv = np.array([[t, t + 0.4] for t, _ in truth])
+    est_iv = np.array([[n["start"], max(n["end"], n["start"] + 0.01)] for n in notes]).reshape(-1, 2)
+    _, _, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
+        ref_iv, hz([m for _, m in truth]), est_iv, hz([n["midi"] for n in notes]), offset_ratio=None
+    )
+    return f
 
 
 def poll(client, key, job_id: str, timeout: float = 120) -> dict:
@@ -64,31 +72,46 @@ def test_transcribe_a_known_melody(client, api_key, worker, melody):
     key = api_key()
     result = run(client, key, "transcribe", melody)
     notes = result["notes"]
-    assert [n["midi"] for n in notes] == [m for _, m in MELODY]
-    for n, (start, _) in zip(notes, MELODY, strict=True):
-        assert abs(n["start"] - start) < 0.05 and n["end"] > n["start"] and 0 < n["velocity"] <= 127
+    assert onset_f(notes, MELODY) >= 0.9, notes
+    for n in notes:
+        assert n["end"] > n["start"] and 0 < n["velocity"] <= 127
     with urllib.request.urlopen(result["midi"], timeout=30) as resp:
         assert resp.headers["Content-Type"] == "audio/midi"
         midi = pretty_midi.PrettyMIDI(io.BytesIO(resp.read()))
-    got = sorted((round(n.start, 2), n.pitch) for i in midi.instruments for n in i.notes)
-    assert [p for _, p in got] == [m for _, m in MELODY]
+    got = sorted((n.start, n.pitch) for i in midi.instruments for n in i.notes)
+    assert [p for _, p in got] == [n["midi"] for n in notes]
+    assert np.allclose([t for t, _ in got], [n["start"] for n in notes], atol=0.002)
     # the pitch range option drops what is outside it
     high = run(client, key, "transcribe", melody, "?min_midi=66")
-    assert [n["midi"] for n in high["notes"]] == [m for _, m in MELODY if m >= 66]
+    assert all(n["midi"] >= 66 for n in high["notes"])
+    assert onset_f(high["notes"], [(t, m) for t, m in MELODY if m >= 66]) >= 0.85
 
 
 def test_transcribe_options_are_checked(client, api_key, melody):
     key = api_key()
     for query in ("?min_midi=80&max_midi=70", "?onset_threshold=1.5", "?min_midi=10", "?frame_threshold=x"):
-        resp = client.post(f"/v1/transcribe{query}", data=melody, headers={**key.headers, "Content-Type": "audio/wav"})
+        resp = client.post(
+            f"/v1/transcribe{query}", data=melody, headers={**key.headers, "Content-Type": "audio/wav"}
+        )
         assert resp.status_code == 400, query
 
 
 def test_segment_transcribe_finds_a_b_a(client, api_key, worker):
     """Three 8-bar sections at 120 BPM: A (C major, rock), B (F# minor, other
     progression and groove), A again."""
-    a, _, _ = synth.song(120.0, 16.0, key="C", mode="major", sr=SR, seed=1, pattern="rock", progression="I-IV-V-I")
-    b, _, _ = synth.song(120.0, 16.0, key="F#", mode="minor", sr=SR, seed=2, pattern="four_on_floor", progression="i-VI-III-VII")
+    a, _, _ = synth.song(
+        120.0, 16.0, key="C", mode="major", sr=SR, seed=1, pattern="rock", progression="I-IV-V-I"
+    )
+    b, _, _ = synth.song(
+        120.0,
+        16.0,
+        key="F#",
+        mode="minor",
+        sr=SR,
+        seed=2,
+        pattern="four_on_floor",
+        progression="i-VI-III-VII",
+    )
     y = np.concatenate([a, b, a])
     key = api_key()
     result = run(client, key, "segment-transcribe", as_wav(0.8 * y / np.max(np.abs(y))))
@@ -99,7 +122,9 @@ def test_segment_transcribe_finds_a_b_a(client, api_key, worker):
     boundaries = [s["start"] for s in segments[1:]]
     for truth in (16.0, 32.0):
         assert min(abs(b - truth) for b in boundaries) <= 3.0, boundaries
-    label_at = {t: next(s["label"] for s in segments if s["start"] <= t < s["end"]) for t in (8.0, 24.0, 40.0)}
+    label_at = {
+        t: next(s["label"] for s in segments if s["start"] <= t < s["end"]) for t in (8.0, 24.0, 40.0)
+    }
     assert label_at[8.0] == label_at[40.0] != label_at[24.0], segments
     assert sum(len(s["notes"]) for s in segments) > 20
     for s in segments:

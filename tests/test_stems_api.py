@@ -44,9 +44,7 @@ def mix():
 
 
 def submit(client, key, op: str, data: bytes, query: str = ""):
-    resp = client.post(
-        f"/v1/{op}{query}", data=data, headers={**key.headers, "Content-Type": "audio/wav"}
-    )
+    resp = client.post(f"/v1/{op}{query}", data=data, headers={**key.headers, "Content-Type": "audio/wav"})
     assert resp.status_code == 202, resp.get_json()
     assert resp.headers["Location"] == f"/v1/jobs/{resp.get_json()['job_id']}"
     return resp.get_json()
@@ -95,7 +93,10 @@ def test_2stem_separation(client, api_key, r, worker, mix):
 def test_4stem_separation_every_format(client, api_key, worker, mix):
     x, truth = mix
     key = api_key(credits=200)
-    jobs = {fmt: submit(client, key, "separate/4stem", as_wav(x), f"?format={fmt}") for fmt in ("wav", "flac", "mp3")}
+    jobs = {
+        fmt: submit(client, key, "separate/4stem", as_wav(x), f"?format={fmt}")
+        for fmt in ("wav", "flac", "mp3")
+    }
     stems = {}
     for fmt, job in jobs.items():
         doc, _ = poll(client, key, job["job_id"])
@@ -122,7 +123,7 @@ def test_bad_options_are_400_and_store_nothing(client, api_key, r, mix):
         ("master", "?loudness=-14"),
     ):
         resp = client.post(
-            f"/v1/{op}{query}", data=as_wav(mix[0][: SR]), headers={**key.headers, "Content-Type": "audio/wav"}
+            f"/v1/{op}{query}", data=as_wav(mix[0][:SR]), headers={**key.headers, "Content-Type": "audio/wav"}
         )
         assert resp.status_code == 400, (op, query, resp.get_json())
     assert r.zcard(db.owner_assets_key(key.id)) == 0

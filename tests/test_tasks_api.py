@@ -66,17 +66,26 @@ BAD_BODIES = [
     ({"assetId": "A", "targets": []}, "'targets' must be a non-empty list"),
     ({"assetId": "A", "targets": "vocals"}, "'targets' must be a non-empty list"),
     ({"assetId": "A", "targets": ["vocals"]}, "targets[0] must be an object"),
-    ({"assetId": "A", "targets": [{"model": "piano", "formats": ["wav"]}]}, "targets[0].model must be one of"),
+    (
+        {"assetId": "A", "targets": [{"model": "piano", "formats": ["wav"]}]},
+        "targets[0].model must be one of",
+    ),
     ({"assetId": "A", "targets": [{"model": "vocals"}]}, "targets[0].formats must be a non-empty list"),
     ({"assetId": "A", "targets": [{"model": "vocals", "formats": []}]}, "formats must be a non-empty list"),
     ({"assetId": "A", "targets": [{"model": "vocals", "formats": ["ogg"]}]}, "'ogg' is not one of wav"),
     ({"assetId": "A", "targets": [{"model": "vocals", "formats": ["wav", "wav"]}]}, "lists a format twice"),
     ({"assetId": "A", "targets": [{"model": "bass", "formats": ["wav"], "gain": 2}]}, "unknown field 'gain'"),
     (
-        {"assetId": "A", "targets": [{"model": "bass", "formats": ["wav"]}, {"model": "bass", "formats": ["mp3"]}]},
+        {
+            "assetId": "A",
+            "targets": [{"model": "bass", "formats": ["wav"]}, {"model": "bass", "formats": ["mp3"]}],
+        },
         "'bass' is asked for twice",
     ),
-    ({"assetId": "A", "targets": [{"model": "bass", "formats": ["wav"]}], "priority": 1}, "Unknown field 'priority'"),
+    (
+        {"assetId": "A", "targets": [{"model": "bass", "formats": ["wav"]}], "priority": 1},
+        "Unknown field 'priority'",
+    ),
     ({"assetId": 5, "targets": [{"model": "bass", "formats": ["wav"]}]}, "'assetId' must be a string"),
     ({"url": 5, "targets": [{"model": "bass", "formats": ["wav"]}]}, "'url' must be a non-empty http(s) URL"),
     ({"url": "file:///etc/passwd", "targets": [{"model": "bass", "formats": ["wav"]}]}, "http"),
@@ -169,7 +178,7 @@ def test_task_on_asset_all_targets_share_one_run(client, api_key, upload, r, wor
     x, _ = sf.read(io.BytesIO(mix_wav), always_2d=True)
     # instrumental + vocals is the mixture (16-bit outputs, lossless formats)
     rebuilt = decoded[("vocals", "wav")] + decoded[("instrumental", "flac")]
-    assert np.max(np.abs(rebuilt - x)) < 0.01
+    assert np.max(np.abs(rebuilt - x)) < 0.01, np.max(np.abs(rebuilt - x), axis=0)
     assert all(t["status"] == "completed" for t in done["targets"])
     # listed, newest first; another tenant sees nothing
     listed = client.get("/tasks", headers=key.headers).get_json()

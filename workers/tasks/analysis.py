@@ -86,7 +86,9 @@ def analyze_track(audio: Audio, options: dict, ctx: JobContext) -> dict:
 
 def warmup() -> None:
     """First-call costs (JIT, FFT plans) paid at worker start."""
-    for module in (tempo, key, loudness, beats, chords, pitch):
+    from workers.dsp import mastering
+
+    for module in (tempo, key, loudness, beats, chords, pitch, mastering):
         fn = getattr(module, "warmup", None)
         if fn is not None:
             fn()

@@ -21,7 +21,9 @@ MAX_BACKOFF_S = 600
 
 
 @app.task(name=queue.CALLBACK_TASK, bind=True, acks_late=True, max_retries=None)
-def deliver_callback(self, job_id: str) -> None:
+def deliver_callback(self, job_id: str, document: str | None = None) -> None:
+    """``document``: the body of the first attempt, so that every retry sends
+    the same bytes (links in it are signed once, valid until the asset expires)."""
     ctx = context.get()
     r = ctx.redis
     try:
@@ -30,11 +32,13 @@ def deliver_callback(self, job_id: str) -> None:
         return  # the job record expired: nothing left to send
     if not job.callback_url or not job.finished:
         return
-    if job.op == "tasks/separate":
-        doc = documents.task_document(r, ctx.storage, job)
-    else:
-        doc = documents.job_document(r, ctx.storage, job)
-    body = json.dumps(doc, separators=(",", ":")).encode()
+    if document is None:
+        if job.op == "tasks/separate":
+            doc = documents.task_document(r, ctx.storage, job)
+        else:
+            doc = documents.job_document(r, ctx.storage, job)
+        document = json.dumps(doc, separators=(",", ":"))
+    body = document.encode()
     attempt = self.request.retries + 1
     try:
         status = webhooks.deliver(
@@ -49,7 +53,7 @@ def deliver_callback(self, job_id: str) -> None:
         if attempt < ctx.settings.callback_attempts:
             _record(r, job_id, f"attempt {attempt} failed: {e}; retrying")
             wait = e.retry_after if e.retry_after is not None else 2 ** (attempt - 1)
-            raise self.retry(exc=e, countdown=min(MAX_BACKOFF_S, wait)) from None
+            raise self.retry(args=[job_id, document], exc=e, countdown=min(MAX_BACKOFF_S, wait)) from None
         outcome = f"gave up after {attempt} attempts: {e}"
     except ApiError as e:  # the URL is not allowed (any more): never retried
         outcome = f"not sent: {e.message}"
