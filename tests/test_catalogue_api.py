@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 import synth
+from jobpoll import poll_progress
 
 SR = 44100
 
@@ -37,18 +37,6 @@ def f_measure(est: list[float], ref: list[float], window: float = 0.07) -> float
 
 def submit(client, key, op: str, data: bytes, **kw):
     return client.post(f"/v1/{op}", data=data, headers={**key.headers, "Content-Type": "audio/wav"}, **kw)
-
-
-def poll(client, key, job_id: str, timeout: float = 120) -> tuple[dict, list[float]]:
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        doc = client.get(f"/v1/jobs/{job_id}", headers=key.headers).get_json()
-        seen.append(doc["progress"])
-        if doc["status"] in ("completed", "failed", "cancelled"):
-            return doc, seen
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +120,7 @@ def test_analyze_upload_bundles_the_individual_results(client, api_key, worker, 
     data = song_4_4[0]
     resp = submit(client, key, "analyze/upload", data)
     assert resp.status_code == 202  # a long operation: answers at once
-    doc, progress = poll(client, key, resp.get_json()["job_id"])
+    doc, progress = poll_progress(client, key, resp.get_json()["job_id"])
     assert doc["status"] == "completed", doc
     assert progress == sorted(progress) and progress[-1] == 1
     bundle = doc["result"]
@@ -165,7 +153,7 @@ def test_a_twenty_minute_file(client, api_key, worker):
     data = as_wav(long, 22050)
     resp = client.post("/v1/analyze/upload", data=data, headers={**key.headers, "Content-Type": "audio/wav"})
     assert resp.status_code == 202, resp.get_json()
-    doc, _ = poll(client, key, resp.get_json()["job_id"], timeout=300)
+    doc, _ = poll_progress(client, key, resp.get_json()["job_id"], timeout=300)
     assert doc["status"] == "completed", doc
     r = doc["result"]
     assert abs(r["duration_s"] - 1200) < 0.1

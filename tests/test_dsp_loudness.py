@@ -190,8 +190,9 @@ def test_true_peak_kernel_matches_a_direct_convolution_across_blocks():
     x = np.random.default_rng(3).uniform(-1, 1, size=(5 * loudness._TRUE_PEAK_BLOCK + 37, 1))
     taps = loudness._TRUE_PEAK_TAPS
     expected = max(np.abs(np.convolve(x[:, 0], taps[p])).max() for p in range(4))
-    got = loudness._true_peak(x, 0, loudness._TRUE_PEAK_TAPS_REVERSED, loudness._TRUE_PEAK_BLOCK)
-    assert got == pytest.approx(expected, rel=1e-12)
+    for chunk in (1 << 20, 1000, 37):  # seamless across the memory-bounding chunks too
+        got = loudness._true_peak(x, 0, loudness._TRUE_PEAK_TAPS_REVERSED, loudness._TRUE_PEAK_BLOCK, chunk)
+        assert got == pytest.approx(expected, rel=1e-12)
 
 
 def test_hop_energy_kernel_matches_scipy_sosfilt():

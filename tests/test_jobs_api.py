@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 import synth
 from audiogen import encode, wav
+from jobpoll import poll
 
 from shared import db, keys
 from shared.storage import original_name
@@ -50,16 +51,6 @@ def post_audio(client, key, path: str, data: bytes, headers: dict | None = None,
 
 def post_json(client, key, path: str, body: dict, headers: dict | None = None):
     return client.post(path, json=body, headers={**key.headers, **(headers or {})})
-
-
-def poll(client, key, job_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        doc = client.get(f"/v1/jobs/{job_id}", headers=key.headers).get_json()
-        if doc["status"] in ("completed", "failed", "cancelled"):
-            return doc
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish: {doc}")
 
 
 # ------------------------------------------------------------------ each op

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 import urllib.request
 
 import mir_eval
@@ -13,6 +12,7 @@ import pytest
 import soundfile as sf
 import synth
 from audiogen import struck_tone as tone
+from jobpoll import poll
 
 SR = 22050
 
@@ -48,16 +48,6 @@ def onset_f(notes: list[dict], truth: list[tuple[float, int]]) -> float:
         ref_iv, hz([m for _, m in truth]), est_iv, hz([n["midi"] for n in notes]), offset_ratio=None
     )
     return f
-
-
-def poll(client, key, job_id: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        doc = client.get(f"/v1/jobs/{job_id}", headers=key.headers).get_json()
-        if doc["status"] in ("completed", "failed", "cancelled"):
-            return doc
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 def run(client, key, op: str, data: bytes, query: str = "") -> dict:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import synth
+from jobpoll import poll_progress
 
 from shared import assets, db, keys
 from shared.storage import derived_prefix
@@ -50,19 +51,6 @@ def submit(client, key, op: str, data: bytes, query: str = ""):
     return resp.get_json()
 
 
-def poll(client, key, job_id: str, timeout: float = 180) -> tuple[dict, list[float]]:
-    """The finished job document and every progress value seen on the way."""
-    seen: list[float] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        doc = client.get(f"/v1/jobs/{job_id}", headers=key.headers).get_json()
-        seen.append(doc["progress"])
-        if doc["status"] in ("completed", "failed", "cancelled"):
-            return doc, seen
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish: {doc}")
-
-
 def download(link: str) -> tuple[np.ndarray, int]:
     with urllib.request.urlopen(link, timeout=30) as resp:
         y, sr = sf.read(io.BytesIO(resp.read()), always_2d=True, dtype="float32")
@@ -74,7 +62,7 @@ def test_2stem_separation(client, api_key, r, worker, mix):
     key = api_key(credits=100)
     job = submit(client, key, "separate/2stem", as_wav(x))
     assert job["_meta"]["credits_reserved"] == 20
-    doc, progress = poll(client, key, job["job_id"])
+    doc, progress = poll_progress(client, key, job["job_id"])
     assert doc["status"] == "completed", doc
     assert progress == sorted(progress) and progress[-1] == 1.0
     result = doc["result"]
@@ -99,7 +87,7 @@ def test_4stem_separation_every_format(client, api_key, worker, mix):
     }
     stems = {}
     for fmt, job in jobs.items():
-        doc, _ = poll(client, key, job["job_id"])
+        doc, _ = poll_progress(client, key, job["job_id"])
         assert doc["status"] == "completed", doc
         assert doc["result"]["format"] == fmt
         assert set(doc["result"]["stems"]) == {"vocals", "drums", "bass", "other"}
@@ -134,7 +122,7 @@ def test_master(client, api_key, worker, mix, gain_db, target, ceiling):
     x = mix[0] * 10 ** (gain_db / 20)
     key = api_key()
     job = submit(client, key, "master", as_wav(x), f"?target_lufs={target}&ceiling_dbtp={ceiling}")
-    doc, progress = poll(client, key, job["job_id"])
+    doc, progress = poll_progress(client, key, job["job_id"])
     assert doc["status"] == "completed", doc
     assert progress == sorted(progress)
     result = doc["result"]
@@ -183,7 +171,7 @@ def test_worker_killed_mid_separation_retried_charged_once(client, api_key, r, w
     job = submit(client, key, "separate/2stem", long_mix)
     pid = _running(r, job["job_id"], min_progress=0.06)
     os.kill(pid, signal.SIGKILL)
-    doc, _ = poll(client, key, job["job_id"], timeout=300)
+    doc, _ = poll_progress(client, key, job["job_id"], timeout=300)
     assert doc["status"] == "completed", doc
     assert int(r.hget(db.job_key(job["job_id"]), "attempts")) == 2
     assert keys.balance(r, key.id) == 80
@@ -192,7 +180,7 @@ def test_worker_killed_mid_separation_retried_charged_once(client, api_key, r, w
 def test_derived_files_expire_with_their_source(client, api_key, r, storage, worker, mix):
     key = api_key()
     job = submit(client, key, "separate/2stem", as_wav(mix[0][: 3 * SR]))
-    doc, _ = poll(client, key, job["job_id"])
+    doc, _ = poll_progress(client, key, job["job_id"])
     assert doc["status"] == "completed", doc
     prefix = derived_prefix(doc["asset_id"])
     assert len(list(storage.list(prefix))) == 2

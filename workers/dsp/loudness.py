@@ -279,18 +279,18 @@ def _k_weighted_hop_energy(frames, c, sos, hop_edges):
 # fastmath lets LLVM vectorise the 4-phase dot products; safe because the
 # energy pass has already rejected NaN/inf input.
 @numba.njit(cache=True, fastmath=True)
-def _true_peak(frames, c, reversed_taps, block):
-    """Largest absolute value of channel ``c`` upsampled 4x by a 4-phase FIR,
-    given as (phase, tap) with the taps in reverse order (tap k multiplies
-    ``history[i + k]``: ascending indexes are what the loop vectoriser needs),
-    processed ``block`` samples at a time."""
+def oversampled_peaks(frames, c, reversed_taps, block, out):
+    """Raise ``out[i]`` (length n + n_taps - 1) to the largest absolute value
+    of the 4 phases of output ``i`` of channel ``c`` upsampled 4x by a
+    4-phase FIR, given as (phase, tap) with the taps in reverse order (tap k
+    multiplies ``history[i + k]``: ascending indexes are what the loop
+    vectoriser needs), processed ``block`` samples at a time. The signal is
+    taken as silent before and after, so the filter's ring-out counts too.
+    Output ``i`` sits between input samples ``i - 6`` and ``i - 5`` (12 taps).
+    Also used by the mastering limiter, so that it sees what this meter reads."""
     n = frames.shape[0]
     n_taps = reversed_taps.shape[1]
     history = np.zeros(block + n_taps - 1)  # previous n_taps-1 samples, then the block
-    loudest = np.zeros(block)
-    peak = 0.0
-    # n + n_taps - 1 outputs: the signal is taken as silent before and after,
-    # so the filter's ring-out past the last sample counts too.
     for start in range(0, n + n_taps - 1, block):
         m = min(block, n + n_taps - 1 - start)
         for j in range(n_taps - 1):
@@ -305,9 +305,27 @@ def _true_peak(frames, c, reversed_taps, block):
                 y1 += reversed_taps[1, k] * v
                 y2 += reversed_taps[2, k] * v
                 y3 += reversed_taps[3, k] * v
-            loudest[i] = max(max(abs(y0), abs(y1)), max(abs(y2), abs(y3)))
-        for i in range(m):
-            peak = max(peak, loudest[i])
+            top = max(max(abs(y0), abs(y1)), max(abs(y2), abs(y3)))
+            if top > out[start + i]:
+                out[start + i] = top
+
+
+def _true_peak(frames, c, reversed_taps, block, chunk=1 << 20):
+    """Largest absolute value of channel ``c`` upsampled 4x, in bounded
+    memory: chunks of ``chunk`` outputs, each fed the n_taps - 1 samples
+    before it, keep only the outputs whose whole history they hold."""
+    n = frames.shape[0]
+    t = reversed_taps.shape[1] - 1
+    out = np.zeros(chunk + 2 * t)
+    peak = 0.0
+    for s in range(0, max(n, 1), chunk):
+        a, b = max(0, s - t), min(n, s + chunk)
+        o = out[: b - a + t]
+        o[:] = 0.0
+        oversampled_peaks(frames[a:b], c, reversed_taps, block, o)
+        valid = o[s - a :] if b == n else o[s - a : b - a]  # the last chunk keeps the ring-out
+        if len(valid):
+            peak = max(peak, float(valid.max()))
     return peak
 
 

@@ -375,27 +375,9 @@ def _interpolated_peaks(frames, reversed_taps, block):
     ``n + 6``."""
     n, channels = frames.shape
     n_taps = reversed_taps.shape[1]
-    n_out = n + n_taps - 1
-    between = np.zeros(n_out, np.float32)
-    history = np.zeros(block + n_taps - 1)
+    between = np.zeros(n + n_taps - 1, np.float32)
     for c in range(channels):
-        for start in range(0, n_out, block):
-            m = min(block, n_out - start)
-            for j in range(n_taps - 1):
-                history[j] = history[block + j] if start > 0 else 0.0
-            for j in range(m):
-                history[n_taps - 1 + j] = frames[start + j, c] if start + j < n else 0.0
-            for i in range(m):
-                y0 = y1 = y2 = y3 = 0.0
-                for k in range(n_taps):
-                    v = history[i + k]
-                    y0 += reversed_taps[0, k] * v
-                    y1 += reversed_taps[1, k] * v
-                    y2 += reversed_taps[2, k] * v
-                    y3 += reversed_taps[3, k] * v
-                top = max(max(abs(y0), abs(y1)), max(abs(y2), abs(y3)))
-                if top > between[start + i]:
-                    between[start + i] = top
+        loudness.oversampled_peaks(frames, c, reversed_taps, block, between)
     half = (n_taps - 1) // 2  # 5
     peaks = np.empty(n, np.float32)
     for i in range(n):
