@@ -18,12 +18,16 @@ matched in numpy (workers/dsp/fingerprint.score_matches), not an inverted
 index (hash -> postings) in Redis. A blob is a 9-byte header, the landmark
 hashes at 3 bytes each (they use 21 bits) and one byte per frame giving how
 many landmarks the frame anchors (landmarks are stored in frame order, so
-the counts restore their times; <= 102 per frame by construction). Measured
+the counts restore their times; <= 192 per frame by construction: peaks in
+one frame are > 7 bins apart, <= 32 of them, 6 landmarks each). Measured
 with bench/identify.py (``MEMORY USAGE`` of every key, Redis 7.0, ~140
 landmarks/s): 29.7 KB per track-minute, 17.5 MB for 800 tracks (605 min);
 search at 800 tracks 181 ms p50 / 395 ms p99 (load ~80 ms + match), 57 ms
 at 200, 16 ms at 50, on a busy 2-core machine. An inverted index in Redis
-measured INVERTED_NOTE, and removing or expiring one asset would mean
+(one-off experiment, same 800 tracks: 256 hash-type keys per owner, field
+= hash, value = 6-byte postings) took 109 KB per track-minute (3.7x) and
+searched no faster (183 ms p50: the 36 query variants make ~40 k field
+lookups), and removing or expiring one asset would mean
 rewriting postings shared with other assets (Redis expires keys, not parts
 of values). Per-asset blobs expire and delete with their asset for free.
 Search cost is linear in the owner's catalogue; past a few thousand tracks
