@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -142,10 +143,12 @@ def _s(v: str | bytes) -> str:
     return v.decode() if isinstance(v, bytes) else v
 
 
-def load(r: redis.Redis, owner: str, *, now: float | None = None) -> tuple[list[str], list[Prints]]:
+def load(
+    r: redis.Redis, owner: str, *, now: float | None = None, exclude: Iterable[str] = ()
+) -> tuple[list[str], list[Prints]]:
     """The owner's live assets and their prints (blobs that have expired
-    meanwhile are skipped)."""
-    ids = sorted(indexed_assets(r, owner, now=now))
+    meanwhile are skipped), but not those in ``exclude``."""
+    ids = sorted(indexed_assets(r, owner, now=now) - set(exclude))
     out_ids, prints = [], []
     for i in range(0, len(ids), _MGET_CHUNK):
         chunk = ids[i : i + _MGET_CHUNK]
@@ -202,7 +205,8 @@ def search(
     never to match (the query's own asset, when it is indexed)."""
     from workers.dsp.fingerprint import is_match, score_matches
 
-    ids, prints = load(r, owner, now=now)
+    skip = {exclude} if isinstance(exclude, str) else set(exclude or ())
+    ids, prints = load(r, owner, now=now, exclude=skip)
     if exclude in ids:
         i = ids.index(exclude)
         del ids[i], prints[i]

@@ -186,6 +186,9 @@ def test_search_finds_own_asset_only(r, tracks, refs):
     # Alice's own track, queried by Alice.
     q = fp.query_variants(excerpt(tracks[1], 2.0, 6.0), SR)
     assert index.search(r, "alice", q).to_dict()["match"]["asset_id"] == "a1"
+    # ... unless that asset is excluded (the query clip is an asset itself).
+    res = index.search(r, "alice", q, exclude="a1")
+    assert res.match is None and all(c.asset_id != "a1" for c in res.candidates)
     # Every key written carries its owner.
     assert all(":alice" in k or ":bob" in k for k in r.keys("aq:fp*"))
 
