@@ -191,7 +191,7 @@ def search(
     *,
     threshold: float = DEFAULT_THRESHOLD,
     limit: int = 5,
-    exclude: str | None = None,
+    exclude: str | Iterable[str] | None = None,
     now: float | None = None,
 ) -> Result:
     """Identify a query (``fingerprint`` or ``query_variants`` output)
@@ -201,15 +201,12 @@ def search(
     workers/dsp/fingerprint.py: score = share of the query's landmarks the
     asset explains at one offset beyond its best rival offset) and the
     minimum match count, else None. ``candidates`` are the ``limit`` best
-    alignments, best first, whatever their score. ``exclude``: an asset
+    alignments, best first, whatever their score. ``exclude``: asset(s)
     never to match (the query's own asset, when it is indexed)."""
     from workers.dsp.fingerprint import is_match, score_matches
 
     skip = {exclude} if isinstance(exclude, str) else set(exclude or ())
     ids, prints = load(r, owner, now=now, exclude=skip)
-    if exclude in ids:
-        i = ids.index(exclude)
-        del ids[i], prints[i]
     matches = score_matches(query, prints)
     cands = [
         Candidate(ids[m.ref], m.offset_s, m.score, m.count, m.speed) for m in matches[:limit] if m.score > 0
