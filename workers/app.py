@@ -9,6 +9,7 @@ from celery import signals
 from shared import logs
 from shared.queue import make_celery
 from shared.settings import Settings
+from shared.storage import Storage
 from workers import context
 
 settings = Settings.from_env()
@@ -45,7 +46,10 @@ app.conf.beat_schedule = {
 def _prepare_storage(**_: object) -> None:
     logs.setup(settings.log_level)
     try:
-        context.get().storage.ensure_bucket()
+        # A Storage of its own: the main process must not cache a context
+        # whose open S3 connections every forked pool process would inherit
+        # and share (two processes reading one socket hang each other).
+        Storage(settings).ensure_bucket()
     except Exception as e:  # the worker can still start; tasks will retry
         logging.getLogger(__name__).warning("could not ensure bucket: %s", e)
 
@@ -53,6 +57,7 @@ def _prepare_storage(**_: object) -> None:
 @signals.worker_process_init.connect
 def _warm_up(**_: object) -> None:
     """Pay JIT compilation and first-call costs before the first job, not in it."""
+    context.get.cache_clear()  # connections are per process, never inherited
     from workers.tasks import analysis
 
     analysis.warmup()
