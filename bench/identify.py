@@ -20,7 +20,8 @@ noise at 10-30 dB SNR (uniform), half of them re-encoded as 64 kbps MP3
 
 Each catalogue size is indexed under one owner in a private redis-server
 (``ops.services.start_redis``), and every query is searched with
-``fingerprints.search``. Reported: top-1 accuracy (right asset and a match
+``fingerprints.load`` + ``fingerprint.identify`` (what the identify job
+does). Reported: top-1 accuracy (right asset and a match
 above the default threshold), offset error, false matches among unknown
 queries, score distributions, latency (fingerprinting the query's 36
 variants, and the search: Redis load + matching) and index memory (``MEMORY
@@ -206,7 +207,7 @@ def main() -> None:
                     x, info = make_query(seed, rng)
                     v, tq = variants(x)
                     t = time.perf_counter()
-                    res = index.search(r, OWNER, v)
+                    res = fp.identify(v, *index.load(r, OWNER))
                     s_ms.append(1000 * (time.perf_counter() - t))
                     q_ms.append(1000 * tq)
                     ok = res.match is not None and res.match.asset_id == f"t{seed}"
@@ -219,7 +220,7 @@ def main() -> None:
                 false, fscores = 0, []
                 for v, _tq, _info in unknown:
                     t = time.perf_counter()
-                    res = index.search(r, OWNER, v)
+                    res = fp.identify(v, *index.load(r, OWNER))
                     s_ms.append(1000 * (time.perf_counter() - t))
                     false += res.match is not None
                     fscores.append(res.candidates[0].score if res.candidates else 0.0)

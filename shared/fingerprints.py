@@ -40,8 +40,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import redis
@@ -49,13 +48,18 @@ from redis.client import NEVER_DECODE
 
 from shared.db import PREFIX
 
-if TYPE_CHECKING:
-    from workers.dsp.fingerprint import Prints
 
-# The matching itself is numpy code in workers/dsp/fingerprint.py; it is
-# imported where it is used, so the web side (which only removes entries
-# when an asset is deleted) never loads the DSP modules.
-DEFAULT_THRESHOLD = 0.03  # = workers.dsp.fingerprint.DEFAULT_THRESHOLD (test asserts it)
+class Landmarks(Protocol):
+    """What is stored per asset (``workers.dsp.fingerprint.Prints``): landmark
+    ``hashes`` and their anchor frames ``times``. Matching is the DSP
+    module's business (``fingerprint.identify``); this module only keeps
+    the landmarks."""
+
+    hashes: np.ndarray
+    times: np.ndarray
+
+
+Stored = tuple[np.ndarray, np.ndarray]  # (hashes uint32, times int32), as unpacked
 
 _VERSION = 1
 _HEADER = struct.Struct("<BII")  # version, landmarks, frames
@@ -70,8 +74,8 @@ def index_key(owner: str) -> str:
     return f"{PREFIX}fpidx:{owner}"
 
 
-def pack(p: Prints) -> bytes:
-    """Prints -> bytes (see the module docstring for the layout)."""
+def pack(p: Landmarks) -> bytes:
+    """Landmarks -> bytes (see the module docstring for the layout)."""
     times = np.asarray(p.times, np.int64)
     if len(times) and (np.any(np.diff(times) < 0) or times[0] < 0):
         order = np.argsort(times, kind="stable")
@@ -86,9 +90,7 @@ def pack(p: Prints) -> bytes:
     return _HEADER.pack(_VERSION, len(hashes), n_frames) + h3.tobytes() + counts.astype(np.uint8).tobytes()
 
 
-def unpack(blob: bytes) -> Prints:
-    from workers.dsp.fingerprint import Prints
-
+def unpack(blob: bytes) -> Stored:
     version, n, n_frames = _HEADER.unpack_from(blob)
     if version != _VERSION:
         raise ValueError(f"unknown fingerprint blob version {version}")
@@ -97,11 +99,11 @@ def unpack(blob: bytes) -> Prints:
     hashes = h3[:, 0] | (h3[:, 1] << 8) | (h3[:, 2] << 16)
     counts = np.frombuffer(blob, np.uint8, n_frames, o + 3 * n)
     times = np.repeat(np.arange(n_frames, dtype=np.int32), counts)
-    return Prints(hashes, times)
+    return hashes, times
 
 
 def add(
-    r: redis.Redis, owner: str, asset_id: str, prints: Prints, ttl_s: int, *, now: float | None = None
+    r: redis.Redis, owner: str, asset_id: str, prints: Landmarks, ttl_s: int, *, now: float | None = None
 ) -> None:
     """Index an asset's prints for ``ttl_s`` seconds (its remaining life).
 
@@ -145,7 +147,7 @@ def _s(v: str | bytes) -> str:
 
 def load(
     r: redis.Redis, owner: str, *, now: float | None = None, exclude: Iterable[str] = ()
-) -> tuple[list[str], list[Prints]]:
+) -> tuple[list[str], list[Stored]]:
     """The owner's live assets and their prints (blobs that have expired
     meanwhile are skipped), but not those in ``exclude``."""
     ids = sorted(indexed_assets(r, owner, now=now) - set(exclude))
@@ -158,58 +160,3 @@ def load(
                 out_ids.append(a)
                 prints.append(unpack(b))
     return out_ids, prints
-
-
-@dataclass
-class Candidate:
-    asset_id: str
-    offset_s: float
-    score: float
-    count: int = 0
-    speed: float = 1.0
-
-    def to_dict(self) -> dict:
-        return {"asset_id": self.asset_id, "offset_s": round(self.offset_s, 2), "score": round(self.score, 3)}
-
-
-@dataclass
-class Result:
-    match: Candidate | None
-    candidates: list[Candidate] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {
-            "match": self.match.to_dict() if self.match else None,
-            "candidates": [c.to_dict() for c in self.candidates],
-        }
-
-
-def search(
-    r: redis.Redis,
-    owner: str,
-    query: Prints | list[tuple[float, Prints]],
-    *,
-    threshold: float = DEFAULT_THRESHOLD,
-    limit: int = 5,
-    exclude: str | Iterable[str] | None = None,
-    now: float | None = None,
-) -> Result:
-    """Identify a query (``fingerprint`` or ``query_variants`` output)
-    against ``owner``'s indexed assets only.
-
-    ``match`` is the best candidate if it passes ``threshold`` (see
-    workers/dsp/fingerprint.py: score = share of the query's landmarks the
-    asset explains at one offset beyond its best rival offset) and the
-    minimum match count, else None. ``candidates`` are the ``limit`` best
-    alignments, best first, whatever their score. ``exclude``: asset(s)
-    never to match (the query's own asset, when it is indexed)."""
-    from workers.dsp.fingerprint import is_match, score_matches
-
-    skip = {exclude} if isinstance(exclude, str) else set(exclude or ())
-    ids, prints = load(r, owner, now=now, exclude=skip)
-    matches = score_matches(query, prints)
-    cands = [
-        Candidate(ids[m.ref], m.offset_s, m.score, m.count, m.speed) for m in matches[:limit] if m.score > 0
-    ]
-    best = matches[0] if matches and is_match(matches[0], threshold) else None
-    return Result(cands[0] if best is not None and cands else None, cands)

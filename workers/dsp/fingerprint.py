@@ -381,3 +381,48 @@ def score_matches(
 def is_match(m: Match, threshold: float = DEFAULT_THRESHOLD) -> bool:
     """Whether an alignment is strong enough to call the query identified."""
     return m.score >= threshold and m.count >= MIN_MATCHES
+
+
+@dataclass
+class Candidate:
+    asset_id: str
+    offset_s: float
+    score: float
+    count: int = 0
+    speed: float = 1.0
+
+    def to_dict(self) -> dict:
+        return {"asset_id": self.asset_id, "offset_s": round(self.offset_s, 2), "score": round(self.score, 3)}
+
+
+@dataclass
+class Identification:
+    match: Candidate | None
+    candidates: list[Candidate]
+
+    def to_dict(self) -> dict:
+        return {
+            "match": self.match.to_dict() if self.match else None,
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
+
+
+def identify(
+    query: Prints | list[tuple[float, Prints]],
+    ids: list[str],
+    refs: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    limit: int = 5,
+) -> Identification:
+    """Identify a query (``fingerprint`` or ``query_variants`` output) among
+    references ``(hashes, times)`` named ``ids`` (as ``shared.fingerprints.load``
+    returns an owner's index). ``match`` is the best candidate if it passes
+    :func:`is_match` at ``threshold``, else None; ``candidates`` are the
+    ``limit`` best alignments, best first, whatever their score."""
+    matches = score_matches(query, [Prints(h, t) for h, t in refs])
+    cands = [
+        Candidate(ids[m.ref], m.offset_s, m.score, m.count, m.speed) for m in matches[:limit] if m.score > 0
+    ]
+    best = matches[0] if matches and is_match(matches[0], threshold) else None
+    return Identification(cands[0] if best is not None and cands else None, cands)

@@ -70,4 +70,5 @@ def identify_clip(audio: Audio, options: dict, ctx: JobContext) -> dict:
             continue  # expired or undecodable meanwhile
         ctx.progress(0.8 * (i + 1) / len(missing))
     query = fingerprint.query_variants(audio.mono(), audio.analysis_sr)
-    return fingerprints.search(r, owner, query, exclude=ctx.asset.id).to_dict()
+    ids, refs = fingerprints.load(r, owner, exclude=[ctx.asset.id])
+    return fingerprint.identify(query, ids, refs).to_dict()
