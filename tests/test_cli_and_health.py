@@ -75,7 +75,15 @@ def test_openapi_lists_every_route_and_operation(client):
     assert spec["openapi"].startswith("3.")
     for op in operations.OPERATIONS.values():
         assert (f"/v1/{op.name}" in spec["paths"]) == op.public
-    for path in ("/v1/assets/upload", "/assets", "/v1/jobs/{id}", "/readyz"):
+    for path in (
+        "/v1/assets/upload",
+        "/assets",
+        "/v1/jobs/{id}",
+        "/readyz",
+        "/tasks",
+        "/tasks/{id}",
+        "/v1/account",
+    ):
         assert path in spec["paths"]
     page = client.get("/docs")
     assert page.status_code == 200 and b"/v1/bpm" in page.data

@@ -83,6 +83,28 @@ def spec() -> dict:
                 "responses": {"200": _json("job"), **_errors(404, 409)},
             },
         },
+        "/tasks": {
+            "post": {
+                "summary": "Stems task: {assetId | url, targets: [{model, formats}], callbackUrl?} "
+                "(models vocals, instrumental, drums, bass, other; formats wav, flac, mp3)",
+                "requestBody": {"content": {"application/json": {}}},
+                "responses": {
+                    "201": _json("task"),
+                    "200": _json("Idempotency-Key replay"),
+                    **_errors(400, 401, 404, 413, 415, 422, 504),
+                },
+            },
+            "get": {"summary": "List tasks, newest first", "responses": {"200": _json("array")}},
+        },
+        "/tasks/{id}": {
+            "get": {"summary": "Task status and outputs", "responses": {"200": _json("task"), **_errors(404)}}
+        },
+        "/v1/account": {
+            "get": {
+                "summary": "Your key: plan, credits and the webhook secret that signs callbacks",
+                "responses": {"200": _json("account")},
+            }
+        },
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _json("ok")}}},
         "/readyz": {
             "get": {"summary": "Redis and S3 reachable", "responses": {"200": _json("ready"), **_errors(503)}}
