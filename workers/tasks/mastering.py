@@ -7,21 +7,26 @@ from shared.errors import ApiError
 from workers.dsp import loudness, mastering
 from workers.runner import Audio, JobContext, job_task
 
-# A lossy encoder can raise inter-sample peaks; an MP3 output is re-measured
-# after encoding and re-encoded quieter until it is under the ceiling.
 MP3_RETRIES = 3
 
 
 @job_task("master")
 def master_track(audio: Audio, options: dict, ctx: JobContext) -> dict:
+    """For MP3 the encoded file is decoded and measured again: a lossy codec
+    raises inter-sample peaks (by up to ~1 dB on loud masters), so while the
+    file is over the ceiling the track is mastered again with the limiter's
+    ceiling lowered by the overshoot. Loudness stays on target, and a target
+    that cannot be reached that way is refused (422) like any other."""
     x, sr = audio.native
-    ctx.progress(0.05)
     target, ceiling, fmt = options["target_lufs"], options["ceiling_dbtp"], options["format"]
-    done = mastering.master(x, sr, target, ceiling, progress=lambda f: ctx.progress(0.05 + 0.8 * f))
     path = ctx.workdir / f"mastered.{fmt}"
-    y, output = done.audio, done.output
-    for _ in range(MP3_RETRIES + 1):
-        mime = audio_io.encode(y, sr, fmt, path)
+    limit = ceiling
+    for attempt in range(MP3_RETRIES + 1):
+        start = 0.05 + 0.8 * attempt / (MP3_RETRIES + 1)
+        done = mastering.master(x, sr, target, limit, progress=lambda f, s=start: ctx.progress(s + 0.2 * f))
+        summary = done.to_dict()  # levels rounded to 0.01 dB
+        mime = audio_io.encode(done.audio, sr, fmt, path)
+        output = summary["output"]
         if fmt != "mp3":
             break
         decoded, dsr = audio_io.decode(path, audio_io.probe(path))
@@ -29,9 +34,11 @@ def master_track(audio: Audio, options: dict, ctx: JobContext) -> dict:
         over = output["true_peak_dbtp"] - ceiling
         if over <= 0:
             break
-        y = y * 10 ** (-(over + 0.1) / 20)
+        limit -= over + 0.05
     else:
-        raise ApiError(500, "The MP3 encoder kept the output above the ceiling; try wav or flac")
+        raise ApiError(
+            422, "The MP3 encoder keeps this master above the ceiling; choose wav or flac, or a lower ceiling"
+        )
     ctx.progress(0.95)
     pick = ("integrated_lufs", "true_peak_dbtp")
     return {
@@ -39,7 +46,8 @@ def master_track(audio: Audio, options: dict, ctx: JobContext) -> dict:
         "format": fmt,
         "target_lufs": target,
         "ceiling_dbtp": ceiling,
-        "gain_db": round(done.gain_db, 2),
-        "input": {k: done.input[k] for k in pick},
-        "mastered": {k: output[k] for k in pick},  # re-measured on what was stored
+        "gain_db": summary["gain_db"],
+        "input": {k: summary["input"][k] for k in pick},
+        # our meter on the mastered audio; for MP3, on the decoded MP3 file
+        "mastered": {k: output[k] for k in pick},
     }
