@@ -419,6 +419,30 @@ def decode_notes(
 
 
 @numba.njit(cache=True)
+def _trace(remaining, i_mid, f, step, frame_thresh, energy_tol):
+    """Follow key ``f`` from frame ``i_mid`` in direction ``step`` (+1/-1)
+    until ``energy_tol`` frames in a row are under ``frame_thresh``, zeroing
+    it and its neighbour keys on the way (basic-pitch's frame-only note
+    search). Returns where the note ends on that side, without the quiet run
+    (+1: its end frame, exclusive as the caller uses it; -1: its first frame)."""
+    n_frames, n_keys = remaining.shape
+    i = i_mid + step
+    k = 0
+    while 0 < i < n_frames - 1 and k < energy_tol:
+        if remaining[i, f] < frame_thresh:
+            k += 1
+        else:
+            k = 0
+        remaining[i, f] = 0.0
+        if f < n_keys - 1:
+            remaining[i, f + 1] = 0.0
+        if f > 0:
+            remaining[i, f - 1] = 0.0
+        i += step
+    return i - step * (1 + k)
+
+
+@numba.njit(cache=True)
 def _decode(frames, on_t, on_k, cand, frame_thresh, min_note_len, energy_tol):  # pragma: no cover - numba
     # A line-by-line port of output_to_notes_polyphonic's two loops
     # (basic-pitch 0.4.0, Apache-2.0); only the Melodia argmax changed.
@@ -459,34 +483,8 @@ def _decode(frames, on_t, on_k, cand, frame_thresh, min_note_len, energy_tol):  
         if remaining[i_mid, f] <= frame_thresh:
             continue  # zeroed by an earlier note
         remaining[i_mid, f] = 0.0
-        i = i_mid + 1
-        k = 0
-        while i < n_frames - 1 and k < energy_tol:
-            if remaining[i, f] < frame_thresh:
-                k += 1
-            else:
-                k = 0
-            remaining[i, f] = 0.0
-            if f < n_keys - 1:
-                remaining[i, f + 1] = 0.0
-            if f > 0:
-                remaining[i, f - 1] = 0.0
-            i += 1
-        i_end = i - 1 - k
-        i = i_mid - 1
-        k = 0
-        while i > 0 and k < energy_tol:
-            if remaining[i, f] < frame_thresh:
-                k += 1
-            else:
-                k = 0
-            remaining[i, f] = 0.0
-            if f < n_keys - 1:
-                remaining[i, f + 1] = 0.0
-            if f > 0:
-                remaining[i, f - 1] = 0.0
-            i -= 1
-        i_start = i + 1 + k
+        i_end = _trace(remaining, i_mid, f, 1, frame_thresh, energy_tol)
+        i_start = _trace(remaining, i_mid, f, -1, frame_thresh, energy_tol)
         if i_end - i_start <= min_note_len:
             continue
         starts[count], ends[count], keys[count] = i_start, i_end, f
