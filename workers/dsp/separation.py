@@ -234,22 +234,23 @@ def separate(
         label = FALLBACK_MODEL
         stems = {"vocals": vocals}
     else:
-        stems = _model_stems(
-            x2, sr, model, names if model_has_all else ("vocals",), report.span(0, 1 - split_share)
-        )
+        # Only the vocals: every other stem is computed as a remainder below.
+        stems = _model_stems(x2, sr, model, ("vocals",), report.span(0, 1 - split_share))
         label = model.name if n_stems == 2 or model_has_all else model.name + DSP_4STEM_SUFFIX
 
     last = names[-1]
-    rest = x2.astype(np.float64)
+    # float32 throughout (a 10-minute stereo track is 200 MB per copy); the
+    # remainder makes the stems sum back to the input to float32 rounding.
+    rest = x2.copy()
     for name in names[:-1]:
         if name in stems:
             rest -= stems[name]
     if n_stems == 4 and not model_has_all:
-        drums, bass = _chunked(rest.astype(np.float32), sr, _dsp_split, report.span(1.0 - split_share, 1.0))
+        drums, bass = _chunked(rest, sr, _dsp_split, report.span(1.0 - split_share, 1.0))
         stems["drums"], stems["bass"] = drums, bass
         rest -= drums
         rest -= bass
-    stems[last] = rest.astype(np.float32)
+    stems[last] = rest
 
     shape = np.shape(x)
     out = {name: stems[name].reshape(shape).astype(np.float32, copy=False) for name in names}
@@ -263,11 +264,11 @@ def separate(
 def _model_stems(
     x: np.ndarray, sr: int, model: SpleeterModel, names: tuple[str, ...], progress: Progress
 ) -> dict[str, np.ndarray]:
-    """The model's ``names`` stems of ``x`` (frames, ch) at ``sr``, as float64
+    """The model's ``names`` stems of ``x`` (frames, ch) at ``sr``, as float32
     (frames, ch) at ``sr``; stereo pairs are run one after another."""
     n, ch = x.shape
     pairs = [(c, c + 1) for c in range(0, ch - 1, 2)] + ([(ch - 1, ch - 1)] if ch % 2 else [])
-    out = {name: np.zeros((n, ch), np.float64) for name in names}
+    out = {name: np.zeros((n, ch), np.float32) for name in names}
     for i, (a, b) in enumerate(pairs):
         part = _span(progress, i / len(pairs), (i + 1) / len(pairs))
         pair = np.ascontiguousarray(x[:, [a, b]])
@@ -310,7 +311,7 @@ def _chunked(
     if n <= chunk:
         out = fn(x, sr)
         progress(1.0)
-        return [o.astype(np.float64) for o in out]
+        return [o.astype(np.float32, copy=False) for o in out]
     k = math.ceil((n - overlap) / (chunk - overlap))
     length = math.ceil((n + (k - 1) * overlap) / k)
     step = length - overlap
@@ -326,7 +327,7 @@ def _chunked(
         if i < k - 1:
             w[-overlap:] = ramp[::-1]
         if outs is None:
-            outs = [np.zeros((n, x.shape[1]), np.float64) for _ in parts]
+            outs = [np.zeros((n, x.shape[1]), np.float32) for _ in parts]
         for acc, p in zip(outs, parts, strict=True):
             acc[a:b] += p * w[:, None]
         progress((i + 1) / k)
