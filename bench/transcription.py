@@ -72,6 +72,7 @@ import numpy as np  # noqa: E402
 import soundfile  # noqa: E402
 import soxr  # noqa: E402
 
+from bench.accuracy import _fluidsynth_version, _midi_bytes  # noqa: E402
 from workers.dsp import transcription  # noqa: E402
 
 SR = transcription.MODEL_SR
@@ -256,17 +257,6 @@ def make_songs(seconds: float, seed: int, per_program: int, quick: bool) -> list
                     songs.append(make_song(family, prog, texture, seconds, seed * 1000 + k))
                     k += 1
     return songs
-
-
-def _midi_bytes(pm) -> bytes:
-    buf = io.BytesIO()
-    pm.write(buf)
-    return buf.getvalue()
-
-
-def _fluidsynth_version() -> str:
-    out = subprocess.run(["fluidsynth", "--version"], capture_output=True, text=True).stdout
-    return out.splitlines()[0] if out else "unknown"
 
 
 def render(song: Song, fs_version: str) -> np.ndarray:
