@@ -52,7 +52,6 @@ import contextlib
 import hashlib
 import io
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,14 +71,12 @@ import numpy as np  # noqa: E402
 import soundfile  # noqa: E402
 import soxr  # noqa: E402
 
-from bench.accuracy import _fluidsynth_version, _midi_bytes  # noqa: E402
+from bench.accuracy import SOUNDFONT, _fluidsynth_version, _midi_bytes, check_prerequisites  # noqa: E402
 from workers.dsp import transcription  # noqa: E402
 
 SR = transcription.MODEL_SR
 RENDER_SR = 44100
-SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 CACHE = ROOT / "bench" / ".cache" / "transcription"
-APT_HINT = "sudo apt-get update && sudo apt-get install -y fluidsynth fluid-soundfont-gm"
 RENDER_VERSION = "fluidsynth-cli/float/mono/-1dBFS/fade0.3/v2"  # bump when the rendering changes
 LEAD_IN_S = 0.5
 TAIL_S = 1.0
@@ -150,22 +147,6 @@ class Song:
     ref_intervals: np.ndarray
     ref_pitches: np.ndarray  # MIDI numbers
     audio: np.ndarray | None = None
-
-
-def check_prerequisites() -> str | None:
-    missing = []
-    if shutil.which("fluidsynth") is None:
-        missing.append("the fluidsynth command")
-    if not SOUNDFONT.exists():
-        missing.append(f"the soundfont {SOUNDFONT}")
-    if missing:
-        return f"missing {' and '.join(missing)}; install with:\n    {APT_HINT}"
-    for module in ("pretty_midi", "mir_eval"):
-        try:
-            __import__(module)
-        except ImportError:
-            return f"missing Python package {module}; install with: .venv/bin/pip install -e '.[dev]'"
-    return None
 
 
 # --------------------------------------------------------------------------- songs

@@ -226,8 +226,7 @@ def separate(
     report = _Monotone(progress)
     report(0.0)
     names = STEMS[n_stems]
-    model_has_all = model is not None and set(names) <= set(model.stems)
-    split_share = 0.0 if n_stems == 2 or model_has_all else 0.3
+    split_share = 0.0 if n_stems == 2 else 0.3  # of the progress: the 4-stem DSP split
 
     if model is None:
         vocals = _chunked(x2, sr, _dsp_vocals, report.span(0.0, 1.0 - split_share))[0]
@@ -235,17 +234,15 @@ def separate(
         stems = {"vocals": vocals}
     else:
         # Only the vocals: every other stem is computed as a remainder below.
-        stems = _model_stems(x2, sr, model, ("vocals",), report.span(0, 1 - split_share))
-        label = model.name if n_stems == 2 or model_has_all else model.name + DSP_4STEM_SUFFIX
+        stems = {"vocals": _model_vocals(x2, sr, model, report.span(0, 1 - split_share))}
+        label = model.name if n_stems == 2 else model.name + DSP_4STEM_SUFFIX
 
     last = names[-1]
     # float32 throughout (a 10-minute stereo track is 200 MB per copy); the
     # remainder makes the stems sum back to the input to float32 rounding.
     rest = x2.copy()
-    for name in names[:-1]:
-        if name in stems:
-            rest -= stems[name]
-    if n_stems == 4 and not model_has_all:
+    rest -= stems["vocals"]
+    if n_stems == 4:
         drums, bass = _chunked(rest, sr, _dsp_split, report.span(1.0 - split_share, 1.0))
         stems["drums"], stems["bass"] = drums, bass
         rest -= drums
@@ -261,30 +258,26 @@ def separate(
 # --------------------------------------------------------------------------- model
 
 
-def _model_stems(
-    x: np.ndarray, sr: int, model: SpleeterModel, names: tuple[str, ...], progress: Progress
-) -> dict[str, np.ndarray]:
-    """The model's ``names`` stems of ``x`` (frames, ch) at ``sr``, as float32
-    (frames, ch) at ``sr``; stereo pairs are run one after another."""
+def _model_vocals(x: np.ndarray, sr: int, model: SpleeterModel, progress: Progress) -> np.ndarray:
+    """The model's vocals of ``x`` (frames, ch) at ``sr``, float32 (frames, ch)
+    at ``sr``; stereo pairs are run one after another."""
     n, ch = x.shape
     pairs = [(c, c + 1) for c in range(0, ch - 1, 2)] + ([(ch - 1, ch - 1)] if ch % 2 else [])
-    out = {name: np.zeros((n, ch), np.float32) for name in names}
+    out = np.zeros((n, ch), np.float32)
     for i, (a, b) in enumerate(pairs):
         part = _span(progress, i / len(pairs), (i + 1) / len(pairs))
         pair = np.ascontiguousarray(x[:, [a, b]])
         if sr != model.sample_rate:
             pair = soxr.resample(pair, sr, model.sample_rate, quality="VHQ").astype(np.float32)
-        res = model.separate(pair, progress=part)
-        for name in names:
-            y = np.asarray(res[name], np.float32)
-            if sr != model.sample_rate:
-                y = soxr.resample(y, model.sample_rate, sr, quality="VHQ")
-            y = _fit_length(y, n)
-            if a == b:
-                out[name][:, a] = y.mean(axis=1)
-            else:
-                out[name][:, a] = y[:, 0]
-                out[name][:, b] = y[:, 1]
+        y = model.vocals(pair, progress=part)
+        if sr != model.sample_rate:
+            y = soxr.resample(y, model.sample_rate, sr, quality="VHQ")
+        y = _fit_length(y, n)
+        if a == b:
+            out[:, a] = y.mean(axis=1)
+        else:
+            out[:, a] = y[:, 0]
+            out[:, b] = y[:, 1]
         part(1.0)
     return out
 

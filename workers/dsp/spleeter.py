@@ -112,12 +112,16 @@ class SpleeterModel:
     def separate(
         self, x: np.ndarray, progress: Callable[[float], None] | None = None
     ) -> dict[str, np.ndarray]:
-        """Split ``x`` into vocals and accompaniment.
+        """Split ``x`` into vocals and accompaniment (``x`` minus the vocals):
+        ``{"vocals", "accompaniment"}`` float32 arrays of ``x``'s shape that
+        sum to ``x``. See :meth:`vocals`."""
+        vocals = self.vocals(x, progress)
+        return {"vocals": vocals, "accompaniment": np.asarray(x, np.float32) - vocals}
 
-        ``x``: (frames,) or (frames, channels) at 44.1 kHz, mono or stereo;
+    def vocals(self, x: np.ndarray, progress: Callable[[float], None] | None = None) -> np.ndarray:
+        """The vocals of ``x`` (frames,) or (frames, channels) float at 44.1 kHz;
         mono is duplicated to stereo for the network and returned as mono.
-        Returns ``{"vocals", "accompaniment"}`` float32 arrays of ``x``'s
-        shape that sum to ``x``. ``progress(fraction)`` is called after each
+        Float32 of ``x``'s shape. ``progress(fraction)`` is called after each
         segment, increasing, ending with 1.0.
         """
         x = np.asarray(x)
@@ -148,8 +152,7 @@ class SpleeterModel:
 
         if x.shape[1] == 1:
             vocals = vocals.mean(axis=1, keepdims=True)
-        accompaniment = x - vocals
-        return {"vocals": vocals.reshape(shape), "accompaniment": accompaniment.reshape(shape)}
+        return vocals.reshape(shape)
 
     def _stft(self, x: np.ndarray, first: int, count: int) -> np.ndarray:
         """Complex STFT frames ``first .. first+count`` of ``x`` (n, 2),
