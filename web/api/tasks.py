@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
 
-from shared import assets, db, documents, jobs, keys, operations, urlfetch
+from shared import assets, db, documents, jobs, operations, urlfetch
 from shared.errors import ApiError
 from web import auth, params, services, uploads
 from web.api.jobs import callback_target, json_body
@@ -61,8 +61,7 @@ def _fetch(url: object) -> assets.Asset:
         raise ApiError(400, "'url' must be a non-empty http(s) URL string")
     svc = services.get()
     plan = svc.settings.plan(g.key.plan)
-    if not keys.can_upload(svc.redis, svc.settings, g.key):
-        raise ApiError(400, "Insufficient credits")
+    uploads.admit()  # credits (the JSON request itself is far below the size limit)
     with urlfetch.open_url(
         url,
         allow=svc.settings.fetch_allowlist,
