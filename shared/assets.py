@@ -191,7 +191,7 @@ def store_upload(
                 raise
         if reader.size == 0:
             _discard(storage, obj)
-            raise ApiError(400, "The request body is empty; send the audio file's bytes")
+            raise ApiError(400, "The request body is empty; send the audio file's bytes", "empty_body")
         try:
             info = audio.probe(spool_path)
         except BaseException:
@@ -303,10 +303,10 @@ def get(r: redis.Redis, owner_id: str, asset_id: str, *, now: float | None = Non
     """The caller's live asset, or 404 — another tenant's asset looks missing."""
     h = r.hgetall(db.asset_key(asset_id)) if asset_id else None
     if not h or h.get("owner") != owner_id:
-        raise ApiError(404, NOT_FOUND)
+        raise ApiError(404, NOT_FOUND, "asset_not_found")
     a = Asset.from_hash(h)
     if a.expires_at <= (db.now() if now is None else now):
-        raise ApiError(404, NOT_FOUND)
+        raise ApiError(404, NOT_FOUND, "asset_not_found")
     return a
 
 

@@ -141,7 +141,9 @@ def newest_first(
     if cursor:
         rank = r.zrevrank(index, cursor)
         if rank is None:
-            raise ApiError(400, f"Unknown cursor: pass the last {what} of the previous page")
+            raise ApiError(
+                400, f"Unknown cursor: pass the last {what} of the previous page", "invalid_cursor"
+            )
         start = rank + 1
     page: list[dict] = []
     while True:

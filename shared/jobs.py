@@ -223,9 +223,13 @@ def submit(
     )
     code = int(code)
     if code == 0:
-        raise ApiError(400, "Insufficient credits")
+        raise ApiError(400, "Insufficient credits", "insufficient_credits")
     if code == 3:
-        raise ApiError(422, "This Idempotency-Key was already used with a different request body")
+        raise ApiError(
+            422,
+            "This Idempotency-Key was already used with a different request body",
+            "idempotency_key_reused",
+        )
     if code == 2:
         return Submitted(get_any(r, value), balance(r, owner), replay=True)
     if hit:
@@ -243,7 +247,7 @@ def balance(r: redis.Redis, owner: str) -> int:
 def get_any(r: redis.Redis, job_id: str) -> Job:
     h = r.hgetall(db.job_key(job_id))
     if not h:
-        raise ApiError(404, NOT_FOUND)
+        raise ApiError(404, NOT_FOUND, "job_not_found")
     return Job.from_hash(h)
 
 
@@ -251,7 +255,7 @@ def get(r: redis.Redis, owner: str, job_id: str) -> Job:
     """The caller's job, or 404 — another tenant's job looks missing."""
     job = get_any(r, job_id)
     if job.owner != owner:
-        raise ApiError(404, NOT_FOUND)
+        raise ApiError(404, NOT_FOUND, "job_not_found")
     return job
 
 
@@ -382,10 +386,12 @@ def cancel(r: redis.Redis, job: Job, *, ttl: int) -> str:
         _CANCEL, 3, db.job_key(job.id), db.ACTIVE_JOBS, db.credits_key(job.owner), job.id, repr(db.now()), ttl
     )
     if out == "missing":
-        raise ApiError(404, NOT_FOUND)
+        raise ApiError(404, NOT_FOUND, "job_not_found")
     if not str(out).startswith("was_"):
         raise ApiError(
-            409, f"The job has already finished ({out}); only queued or running jobs can be cancelled"
+            409,
+            f"The job has already finished ({out}); only queued or running jobs can be cancelled",
+            "job_finished",
         )
     return str(out)
 

@@ -114,7 +114,7 @@ def list_all(r: redis.Redis) -> list[tuple[ApiKey, int]]:
 def revoke(r: redis.Redis, key_id: str) -> ApiKey:
     rec = get(r, key_id)
     if rec is None:
-        raise ApiError(404, f"Cannot find key {key_id}")
+        raise ApiError(404, f"Cannot find key {key_id}", "key_not_found")
     h = r.hget(db.key_key(key_id), "hash")
     with r.pipeline(transaction=True) as p:
         p.hset(db.key_key(key_id), "revoked", "1")
@@ -136,7 +136,7 @@ return {1, new}
 def add_credits(r: redis.Redis, key_id: str, amount: int) -> int:
     """Add (or, with a negative amount, remove) credits; never below zero."""
     if get(r, key_id) is None:
-        raise ApiError(404, f"Cannot find key {key_id}")
+        raise ApiError(404, f"Cannot find key {key_id}", "key_not_found")
     ok, new = r.eval(_ADD_CREDITS, 1, db.credits_key(key_id), int(amount))
     if not ok:
         raise ApiError(400, f"Key {key_id} has only {new} credits")

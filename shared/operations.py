@@ -56,13 +56,17 @@ class Option:
                     raise ValueError
                 value = raw
         except (ValueError, TypeError):
-            raise ApiError(400, f"{where} must be a {self.type.__name__}") from None
+            raise ApiError(
+                400, f"{where} must be a {self.type.__name__}", "invalid_option", option=name
+            ) from None
         if self.choices is not None and value not in self.choices:
-            raise ApiError(400, f"{where} must be one of {', '.join(self.choices)}")
+            raise ApiError(
+                400, f"{where} must be one of {', '.join(self.choices)}", "invalid_option", option=name
+            )
         if self.min is not None and value < self.min:  # type: ignore[operator]
-            raise ApiError(400, f"{where} must be at least {self.min}")
+            raise ApiError(400, f"{where} must be at least {self.min}", "invalid_option", option=name)
         if self.max is not None and value > self.max:  # type: ignore[operator]
-            raise ApiError(400, f"{where} must be at most {self.max}")
+            raise ApiError(400, f"{where} must be at most {self.max}", "invalid_option", option=name)
         return value
 
 
@@ -92,7 +96,12 @@ class Operation:
         unknown = sorted(set(raw) - set(self.options))
         if unknown:
             allowed = ", ".join(sorted(self.options)) or "none"
-            raise ApiError(400, f"Unknown option {unknown[0]!r} for {self.name}; allowed: {allowed}")
+            raise ApiError(
+                400,
+                f"Unknown option {unknown[0]!r} for {self.name}; allowed: {allowed}",
+                "unknown_option",
+                option=unknown[0],
+            )
         out = {name: opt.default for name, opt in self.options.items()}
         for name, value in raw.items():
             out[name] = self.options[name].parse(self.name, name, value)
@@ -121,7 +130,7 @@ def _fast(name: str, task: str, version: str, check=None, **options: Option) -> 
 
 def _check_pitch_range(opts: dict[str, object]) -> None:
     if not float(opts["fmin"]) < float(opts["fmax"]):  # type: ignore[arg-type]
-        raise ApiError(400, "Option 'fmin' of pitch must be below 'fmax'")
+        raise ApiError(400, "Option 'fmin' of pitch must be below 'fmax'", "invalid_option", option="fmin")
 
 
 def _long(name: str, task: str, version: str, limit: int, check=None, **options: Option) -> Operation:
@@ -131,7 +140,9 @@ def _long(name: str, task: str, version: str, limit: int, check=None, **options:
 
 def _check_midi_range(opts: dict[str, object]) -> None:
     if int(opts["min_midi"]) > int(opts["max_midi"]):  # type: ignore[call-overload]
-        raise ApiError(400, "Option 'min_midi' must not be above 'max_midi'")
+        raise ApiError(
+            400, "Option 'min_midi' must not be above 'max_midi'", "invalid_option", option="min_midi"
+        )
 
 
 FORMATS = ("wav", "flac", "mp3")
@@ -219,7 +230,7 @@ def get(name: str) -> Operation:
     try:
         return OPERATIONS[name]
     except KeyError:
-        raise ApiError(404, f"Unknown operation {name!r}") from None
+        raise ApiError(404, f"Unknown operation {name!r}", "unknown_operation") from None
 
 
 def longest_time_limit() -> int:

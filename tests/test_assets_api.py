@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import urllib.request
 
 import pytest
@@ -27,7 +28,8 @@ def encoded() -> dict[str, bytes]:
 
 def error_of(resp) -> dict:
     body = resp.get_json()
-    assert set(body) == {"statusCode", "error", "message"}, body
+    assert {"statusCode", "error", "message", "code"} <= set(body), body
+    assert re.fullmatch(r"[a-z][a-z_]+", body["code"]), body
     assert body["statusCode"] == resp.status_code
     assert body["message"]
     return body

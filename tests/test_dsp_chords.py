@@ -27,6 +27,7 @@ import synth
 from scipy import signal
 
 from workers.dsp.chords import Chords, ChordSegment, estimate_chords, warmup
+from workers.dsp.errors import UnprocessableAudio
 from workers.dsp.features import ANALYSIS_SR
 
 SR = ANALYSIS_SR
@@ -321,7 +322,7 @@ def test_beats_outside_track_and_duplicates_are_ignored():
 def test_rejects_non_finite_and_multichannel_input():
     y = np.zeros(SR, np.float32)
     y[100] = np.nan
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(UnprocessableAudio, match="finite"):
         estimate_chords(y, SR)
     with pytest.raises(ValueError, match="mono"):
         estimate_chords(np.zeros((SR, 2), np.float32), SR)

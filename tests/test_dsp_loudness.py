@@ -14,6 +14,7 @@ import pytest
 from scipy import signal
 
 from workers.dsp import loudness
+from workers.dsp.errors import UnprocessableAudio
 from workers.dsp.loudness import Loudness, measure
 
 SR = 48000
@@ -244,7 +245,7 @@ def test_shorter_than_three_seconds_has_no_range_or_short_term():
 def test_non_finite_samples_raise(bad):
     x = tone([(-20, 1)])
     x[12345, 1] = bad
-    with pytest.raises(ValueError, match=r"sample 12345 of channel 1 .* NaN or infinite"):
+    with pytest.raises(UnprocessableAudio, match=r"sample 12345 of channel 1 .* NaN or infinite"):
         measure(x, SR)
 
 

@@ -27,6 +27,7 @@ import synth
 from scipy import signal
 
 from workers.dsp import pitch
+from workers.dsp.errors import OptionOutOfRange, UnprocessableAudio
 from workers.dsp.features import ANALYSIS_SR
 from workers.dsp.pitch import FMIN_BOUNDS, Note, Pitch, track_pitch, warmup
 
@@ -310,13 +311,13 @@ def test_blocks_decode_like_the_whole_signal(monkeypatch, melodies) -> None:
 def test_invalid_input_raises() -> None:
     y = _tone(220.0, seconds=0.5)
     for fmin, fmax in [(300.0, 200.0), (100.0, 100.0), (20.0, 500.0), (65.0, 2500.0)]:
-        with pytest.raises(ValueError):
+        with pytest.raises(OptionOutOfRange):
             track_pitch(y, SR, fmin=fmin, fmax=fmax)
-    with pytest.raises(ValueError):
+    with pytest.raises(OptionOutOfRange):
         track_pitch(y, 1800)  # fmax = 1000 Hz is not below Nyquist (900 Hz)
     bad = y.copy()
     bad[1000] = np.nan
-    with pytest.raises(ValueError):
+    with pytest.raises(UnprocessableAudio):
         track_pitch(bad, SR)
     with pytest.raises(ValueError):
         track_pitch(np.stack([y, y], axis=1), SR)

@@ -22,10 +22,10 @@ _MESSAGES = {
 }
 
 
-def error_response(err: ApiError, headers: dict | None = None):
+def error_response(err: ApiError):
     resp = jsonify(err.to_dict())
     resp.status_code = err.status
-    for k, v in (headers or {}).items():
+    for k, v in err.headers.items():
         resp.headers[k] = v
     if request and request.method in ("POST", "PUT", "PATCH"):
         # The body may be partly unread: gunicorn_conf closes the connection
@@ -47,12 +47,14 @@ def init_app(app: Flask) -> None:
         if e.description and status not in (404, 405) and e.description != type(e).description:
             message = e.description
         headers = {k: v for k, v in e.get_headers() if k.lower() != "content-type"}
-        return error_response(ApiError(status, message), headers)
+        return error_response(ApiError(status, message, headers=headers))
 
     @app.errorhandler(redis.RedisError)
     def _redis_error(e: redis.RedisError):
         log.error("redis unavailable: %s", e)
-        return error_response(ApiError(503, "The state store is unavailable, try again shortly"))
+        return error_response(
+            ApiError(503, "The state store is unavailable, try again shortly", "state_unavailable")
+        )
 
     @app.errorhandler(Exception)
     def _unexpected(e: Exception):

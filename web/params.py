@@ -17,9 +17,9 @@ def pagination() -> tuple[int, str | None]:
     try:
         limit = int(raw)
     except ValueError:
-        raise ApiError(400, f"limit must be an integer between 1 and {MAX_LIMIT}") from None
+        raise ApiError(400, f"limit must be an integer between 1 and {MAX_LIMIT}", "invalid_limit") from None
     if not 1 <= limit <= MAX_LIMIT:
-        raise ApiError(400, f"limit must be an integer between 1 and {MAX_LIMIT}")
+        raise ApiError(400, f"limit must be an integer between 1 and {MAX_LIMIT}", "invalid_limit")
     return limit, request.args.get("cursor") or None
 
 

@@ -50,6 +50,12 @@ def submit_job(
         elif callback_url:  # answered from the cache: the callback is still owed
             queue.notify(svc.celery, job.id)
     except Exception as e:  # broker unreachable: nothing will run it
-        jobs.fail(svc.redis, job, ApiError(503, QUEUE_DOWN), refund=True, ttl=svc.settings.job_ttl_s)
-        raise ApiError(503, QUEUE_DOWN) from e
+        jobs.fail(
+            svc.redis,
+            job,
+            ApiError(503, QUEUE_DOWN, "queue_unavailable"),
+            refund=True,
+            ttl=svc.settings.job_ttl_s,
+        )
+        raise ApiError(503, QUEUE_DOWN, "queue_unavailable") from e
     return sub

@@ -32,7 +32,7 @@ def admit(*, overhead: int = 0) -> None:
     if declared is not None and declared > plan.max_upload_bytes + overhead:
         raise too_large(plan.max_upload_bytes)
     if not keys.can_upload(svc.redis, svc.settings, g.key):
-        raise ApiError(400, "Insufficient credits")
+        raise ApiError(400, "Insufficient credits", "insufficient_credits")
 
 
 def store(read: Callable[[int], bytes], *, name: str = "", query: bool = False) -> tuple[assets.Asset, bool]:

@@ -36,6 +36,7 @@ from shared.errors import ApiError, ObjectNotFound, StorageError
 from workers import context
 from workers.app import app
 from workers.dsp import features
+from workers.dsp.errors import DspError, OptionOutOfRange
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,9 @@ def _run(op: operations.Operation, compute: Compute, job: jobs.Job, final_try: b
         try:
             asset = assets.get(r, job.owner, job.asset_id)
         except ApiError:
-            raise ApiError(410, "The source asset expired before the job could run") from None
+            raise ApiError(
+                410, "The source asset expired before the job could run", "asset_expired"
+            ) from None
         with tempfile.TemporaryDirectory(prefix="audioq-job-") as d:
             workdir = Path(d)
             src = workdir / "source"
@@ -166,7 +169,11 @@ def _run(op: operations.Operation, compute: Compute, job: jobs.Job, final_try: b
         jobs.fail(
             r,
             job,
-            ApiError(504, f"The job exceeded its time limit of {op.soft_time_limit} s; it was not charged"),
+            ApiError(
+                504,
+                f"The job exceeded its time limit of {op.soft_time_limit} s; it was not charged",
+                "job_timeout",
+            ),
             refund=True,
             ttl=ttl,
         )
@@ -181,6 +188,12 @@ def _run(op: operations.Operation, compute: Compute, job: jobs.Job, final_try: b
                 ttl=ttl,
             )
         raise  # autoretry_for retries it; the job stays running meanwhile
+    except DspError as e:
+        # The audio or the options the caller sent cannot be processed: the
+        # caller's side, so not refunded.
+        code = "invalid_option" if isinstance(e, OptionOutOfRange) else "unprocessable_audio"
+        jobs.fail(r, job, ApiError(422, e.message, code), refund=False, ttl=ttl)
+        raise
     except ApiError as e:
         # 422: the input itself cannot be processed (the caller's side); anything
         # else is ours and refunded.

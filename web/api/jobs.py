@@ -37,9 +37,9 @@ def json_body() -> dict:
     try:
         body = json.loads(raw or b"{}")
     except ValueError as e:
-        raise ApiError(400, f"Malformed JSON body: {e}") from None
+        raise ApiError(400, f"Malformed JSON body: {e}", "invalid_json") from None
     if not isinstance(body, dict):
-        raise ApiError(400, 'The JSON body must be an object, e.g. {"asset_id": "afa_..."}')
+        raise ApiError(400, 'The JSON body must be an object, e.g. {"asset_id": "afa_..."}', "invalid_json")
     return body
 
 
@@ -132,9 +132,9 @@ def _respond(job: jobs.Job, asset: assets.Asset, applied: list[str]):
         return jsonify(body), 200, headers
     if job.status == "failed":
         err = job.error or {}
-        raise ApiError(int(err.get("statusCode", 500)), str(err.get("message", "The job failed")))
+        raise ApiError.from_dict(err)
     if job.status == "cancelled":
-        raise ApiError(409, "The job was cancelled")
+        raise ApiError(409, "The job was cancelled", "job_cancelled")
     body = {
         "job_id": job.id,
         "op": job.op,

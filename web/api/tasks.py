@@ -108,9 +108,9 @@ def _task(task_id: str) -> jobs.Job:
     try:
         job = jobs.get(svc.redis, g.key.id, task_id)
     except ApiError:
-        raise ApiError(404, NOT_FOUND) from None
+        raise ApiError(404, NOT_FOUND, "task_not_found") from None
     if job.op != OP:
-        raise ApiError(404, NOT_FOUND)
+        raise ApiError(404, NOT_FOUND, "task_not_found")
     return job
 
 

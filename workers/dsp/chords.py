@@ -85,6 +85,7 @@ import numba
 import numpy as np
 import soxr
 
+from workers.dsp.errors import UnprocessableAudio
 from workers.dsp.features import n_frames, stft_magnitude_blocks
 from workers.dsp.key import (
     HARMONIC_SHIFTS,
@@ -281,15 +282,15 @@ def estimate_chords(y: np.ndarray, sr: int, beats: list[float] | None = None) ->
     "N" where there is no tonal content (silence, noise, drums alone).
     Vocabulary and scoring follow MIREX ACE "majmin"; other chords (7ths,
     sus, power chords) get the nearest triad. Empty input (or shorter than
-    half a millisecond): no segments. Raises ValueError for non-finite
-    samples or more than one channel.
+    half a millisecond): no segments. Raises UnprocessableAudio for non-finite
+    samples, ValueError for more than one channel.
     """
     y = np.asarray(y, np.float32)
     if y.ndim != 1:
         raise ValueError(f"expected mono samples (1-D), got shape {y.shape}")
     # One pass, no copy: a NaN or infinity anywhere makes the sum non-finite.
     if not np.isfinite(np.sum(y, dtype=np.float64)):
-        raise ValueError("samples must be finite (no NaN or infinity)")
+        raise UnprocessableAudio("samples must be finite (no NaN or infinity)")
     if len(y) == 0:
         return Chords([])
     duration = len(y) / sr

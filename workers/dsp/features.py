@@ -15,22 +15,17 @@ works on a 4× decimated copy). One transform serving both would either smear
 onsets or cost a 16× longer FFT at every 11.6 ms hop. On a 3-minute track
 estimate_tempo takes ~0.1 s and estimate_key ~0.04 s in all (measured by
 bench/analysis.py): sharing could save at most part of the
-latter, so :func:`analyze_key_tempo` simply runs both on the one decoded,
-resampled signal — that is the part worth sharing.
+latter, so the key-bpm job simply runs both on the one decoded, resampled
+signal — that is the part worth sharing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import fft as sfft
-
-if TYPE_CHECKING:  # imported lazily at call time: key/tempo import this module
-    from workers.dsp.key import Key
-    from workers.dsp.tempo import Tempo
 
 ANALYSIS_SR = 22050
 
@@ -77,15 +72,3 @@ def stft_magnitude_blocks(
 def n_frames(n_samples: int, n_fft: int, hop: int) -> int:
     """Number of frames :func:`stft_magnitude_blocks` yields for ``n_samples``."""
     return 1 + max(0, (n_samples + 2 * (n_fft // 2) - n_fft) // hop)
-
-
-def analyze_key_tempo(y: np.ndarray, sr: int) -> tuple[Key, Tempo]:
-    """Key and tempo of one mono signal at ``sr`` Hz, for the combined job.
-
-    Equivalent to ``(estimate_key(y, sr), estimate_tempo(y, sr))``; see the
-    module docstring for why nothing is shared between them.
-    """
-    from workers.dsp.key import estimate_key
-    from workers.dsp.tempo import estimate_tempo
-
-    return estimate_key(y, sr), estimate_tempo(y, sr)

@@ -63,7 +63,7 @@ import numpy as np
 import soxr
 from scipy import ndimage
 
-from shared.errors import ApiError
+from workers.dsp.errors import UnprocessableAudio
 
 FP_SR = 11025
 N_FFT = 512
@@ -242,10 +242,12 @@ def query_variants(
     so the query is also analysed from ``shifts`` starting samples spread
     over one hop, as audfprint's ``--shifts``: one of them is within 1/8 hop
     of the reference's grid. ``Prints.start_s`` holds each shift. Raises
-    ``ApiError(422)`` for a query shorter than ``MIN_QUERY_S`` or without
+    :class:`UnprocessableAudio` for a query shorter than ``MIN_QUERY_S`` or without
     landmarks (silence)."""
     if len(y) < MIN_QUERY_S * sr:
-        raise ApiError(422, f"The query is too short to identify: give at least {MIN_QUERY_S:g} s of audio")
+        raise UnprocessableAudio(
+            f"The query is too short to identify: give at least {MIN_QUERY_S:g} s of audio"
+        )
     out = []
     for s in speeds:
         # A query sped up by s is the reference sampled at sr / s.
@@ -256,7 +258,7 @@ def query_variants(
             p.start_s = lead / FP_SR
             out.append((float(s), p))
     if max(len(p) for _, p in out) < MIN_MATCHES:
-        raise ApiError(422, "The query is silent or has too little content to identify")
+        raise UnprocessableAudio("The query is silent or has too little content to identify")
     return out
 
 

@@ -25,6 +25,8 @@ from functools import lru_cache
 import numba
 import numpy as np
 
+from workers.dsp.errors import UnprocessableAudio
+
 # BS.1770-4 eq. 2: the -0.691 dB offset makes a 997 Hz sine at 0 dBFS on one
 # channel read -3.01 LKFS once K-weighted.
 _OFFSET_DB = -0.691
@@ -143,12 +145,15 @@ def measure(x: np.ndarray, sr: int) -> Loudness:
 
     Only whole windows count: shorter than 400 ms gives None for every
     loudness, shorter than 3 s None for loudness range and short-term max.
-    Raises ValueError for NaN or infinite samples, non-float samples, a bad
-    shape or a sample rate below 8000 Hz.
+    Raises UnprocessableAudio for NaN or infinite samples or a sample rate
+    below 8000 Hz; ValueError for non-float samples or a bad shape (a
+    caller's bug, not the audio's).
     """
     frames = _as_frames(x)
     if not float(sr).is_integer() or sr < MIN_SAMPLE_RATE:
-        raise ValueError(f"sample rate {sr} Hz: need a whole number of Hz, at least {MIN_SAMPLE_RATE}")
+        raise UnprocessableAudio(
+            f"sample rate {sr} Hz: need a whole number of Hz, at least {MIN_SAMPLE_RATE}"
+        )
     sr = int(sr)
     n, channels = frames.shape
     weights = np.array(_CHANNEL_WEIGHTS.get(channels, (1.0,) * channels))
@@ -164,7 +169,7 @@ def measure(x: np.ndarray, sr: int) -> Loudness:
     for c in range(channels):
         energy, peak, bad = _k_weighted_hop_energy(frames, c, sos, hop_edges)
         if bad >= 0:
-            raise ValueError(
+            raise UnprocessableAudio(
                 f"sample {bad} of channel {c} (at {bad / sr:.3f} s) is NaN or infinite; "
                 "the decoded audio is corrupt"
             )

@@ -54,7 +54,7 @@ of gain reduction on the top 0.1 % of the side chain (the strongest hits;
 an isolated click beyond them may be limited harder). Past that, a louder
 result would be audibly distorted, so ``G`` stops there. The ceiling is
 always kept; if the output is then more than 0.5 LU under the target the
-function raises ``ApiError(422)`` naming the loudest level this track
+function raises :class:`UnprocessableAudio` naming the loudest level this track
 reaches under that ceiling (e.g. target -6 LUFS with ceiling -3 dBTP on a
 very dynamic track). When ``target + (true peak − loudness of the input) ≤
 ceiling`` no limiting is needed: the result is a plain gain, exact to 0.01
@@ -84,8 +84,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from shared.errors import ApiError
 from workers.dsp import loudness
+from workers.dsp.errors import OptionOutOfRange, UnprocessableAudio
 
 # Option bounds (proposed for the API's validation too): quieter than -30
 # LUFS is no use for a master, louder than -6 LUFS is beyond what a limiter
@@ -160,8 +160,8 @@ def master(
     of the same shape at the same rate. ``progress``, if given, is called
     with the fraction done (0..1) a few times. Deterministic.
 
-    Raises ``ApiError(422)`` for options outside :data:`TARGET_LUFS_RANGE` /
-    :data:`CEILING_DBTP_RANGE`, for audio with no measurable loudness
+    Raises :class:`OptionOutOfRange` for options outside :data:`TARGET_LUFS_RANGE` /
+    :data:`CEILING_DBTP_RANGE`; :class:`UnprocessableAudio` for audio with no measurable loudness
     (silence, shorter than 0.4 s), non-finite samples or a sample rate below
     8000 Hz, and when the target is not reachable within ±0.5 LU under the
     ceiling without more than 12 dB of limiting (see the module docstring).
@@ -172,11 +172,11 @@ def master(
     shape = np.shape(x)
     try:
         before = loudness.measure(x, sr)
-    except ValueError as e:
-        raise ApiError(422, f"Cannot master this audio: {e}") from None
+    except UnprocessableAudio as e:
+        raise UnprocessableAudio(f"Cannot master this audio: {e.message}") from None
     if before.integrated_lufs is None:
-        raise ApiError(
-            422, "The audio has no measurable loudness (silent, or shorter than 0.4 s): nothing to master"
+        raise UnprocessableAudio(
+            "The audio has no measurable loudness (silent, or shorter than 0.4 s): nothing to master"
         )
     report(0.1)
     frames = np.ascontiguousarray(np.asarray(x, np.float32).reshape(shape[0], -1))
@@ -221,8 +221,7 @@ def master(
 
     out, after, error, gain_db = best
     if abs(error) > TOLERANCE_LU:
-        raise ApiError(
-            422,
+        raise UnprocessableAudio(
             f"Cannot reach {target_lufs:g} LUFS under a {ceiling_dbtp:g} dBTP ceiling without "
             f"distorting this audio: the loudest clean master is {after.integrated_lufs:.1f} LUFS. "
             "Choose a quieter target or a higher ceiling",
@@ -243,7 +242,7 @@ def _check_option(name: str, value: float, bounds: tuple[float, float], unit: st
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise ApiError(422, f"{name} must be between {lo:g} and {hi:g} {unit}, got {value!r}")
+        raise OptionOutOfRange(name, f"{name} must be between {lo:g} and {hi:g} {unit}, got {value!r}")
 
 
 def _round(v: float | None) -> float | None:
@@ -460,5 +459,5 @@ def warmup() -> None:
     x = (0.5 * np.sin(2 * np.pi * 440 * t) * (1 + (t > 0.5))).astype(np.float32)
     noise = np.random.default_rng(0).standard_normal(len(t)).astype(np.float32)
     x[::400] += 0.9 * noise[::400]  # sparse spikes: something to limit
-    with contextlib.suppress(ApiError):
+    with contextlib.suppress(UnprocessableAudio):
         master(np.stack([x, x], axis=1), loudness.MIN_SAMPLE_RATE, target_lufs=-8.0)

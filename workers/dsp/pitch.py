@@ -139,6 +139,8 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage, stats
 
+from workers.dsp.errors import OptionOutOfRange, UnprocessableAudio
+
 FMIN_BOUNDS = (30.0, 2000.0)  # what the API accepts for fmin and fmax (fmin < fmax)
 
 HOP_SECONDS = 256 / 22050  # 11.6 ms
@@ -543,7 +545,7 @@ def _observe(y: np.ndarray, p: _Params, f0: int, f1: int) -> tuple[np.ndarray, .
         if hi > lo:
             chunk[lo - (a - pad) : hi - (a - pad)] = y[lo:hi]
         if not np.all(np.isfinite(chunk)):
-            raise ValueError("samples must be finite (no NaN or infinity)")
+            raise UnprocessableAudio("samples must be finite (no NaN or infinity)")
         energy = np.zeros(len(chunk) + 1)
         np.cumsum(np.square(chunk, dtype=np.float64), out=energy[1:])
         frames = np.lib.stride_tricks.sliding_window_view(chunk, p.frame)[:: p.hop]
@@ -712,9 +714,9 @@ def _validate(y: np.ndarray, sr: int, fmin: float, fmax: float) -> np.ndarray:
         raise ValueError(f"expected float samples in [-1, 1], got {y.dtype}; scale integer PCM first")
     lo, hi = FMIN_BOUNDS
     if not (lo <= fmin < fmax <= hi):
-        raise ValueError(f"need {lo} <= fmin < fmax <= {hi} Hz, got fmin={fmin}, fmax={fmax}")
+        raise OptionOutOfRange("fmin", f"need {lo} <= fmin < fmax <= {hi} Hz, got fmin={fmin}, fmax={fmax}")
     if fmax >= sr / 2:
-        raise ValueError(f"fmax={fmax} Hz must be below the Nyquist frequency {sr / 2} Hz")
+        raise OptionOutOfRange("fmax", f"fmax={fmax} Hz must be below the Nyquist frequency {sr / 2} Hz")
     return y
 
 
@@ -724,8 +726,8 @@ def track_pitch(y: np.ndarray, sr: int, fmin: float = 65.0, fmax: float = 1000.0
     ``y``: mono float samples at ``sr`` Hz. ``fmin``/``fmax`` (Hz) bound the
     f0 searched for, within :data:`FMIN_BOUNDS`; no f0 outside them is
     reported. Input shorter than one analysis frame (54 ms at the default
-    ``fmin``) gives empty lists. Raises ValueError for non-finite samples or
-    out-of-range options.
+    ``fmin``) gives empty lists. Raises UnprocessableAudio for non-finite samples,
+    OptionOutOfRange for out-of-range options.
     """
     y = _validate(y, sr, fmin, fmax)
     p = _params(int(sr), float(fmin), float(fmax))

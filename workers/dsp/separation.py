@@ -105,7 +105,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import soxr
 
-from shared.errors import ApiError
+from workers.dsp.errors import OptionOutOfRange, UnprocessableAudio
 
 if TYPE_CHECKING:  # the model is optional: the fallback must not need it
     from workers.dsp.spleeter import SpleeterModel
@@ -184,24 +184,24 @@ def _span(progress: Progress, lo: float, hi: float) -> Progress:
 
 def _validate(x: np.ndarray, sr: int, n_stems: int) -> np.ndarray:
     if n_stems not in STEMS:
-        raise ApiError(422, f"stems must be 2 or 4, not {n_stems}")
+        raise OptionOutOfRange("stems", f"stems must be 2 or 4, not {n_stems}")
     if not SAMPLE_RATE_BOUNDS[0] <= sr <= SAMPLE_RATE_BOUNDS[1]:
-        raise ApiError(
-            422, f"sample rate {sr} Hz is outside {SAMPLE_RATE_BOUNDS[0]}–{SAMPLE_RATE_BOUNDS[1]} Hz"
+        raise UnprocessableAudio(
+            f"sample rate {sr} Hz is outside {SAMPLE_RATE_BOUNDS[0]}–{SAMPLE_RATE_BOUNDS[1]} Hz"
         )
     x = np.asarray(x)
     if x.ndim not in (1, 2) or x.size == 0 or (x.ndim == 2 and x.shape[1] == 0):
-        raise ApiError(422, "audio must be a non-empty (frames,) or (frames, channels) array")
+        raise UnprocessableAudio("audio must be a non-empty (frames,) or (frames, channels) array")
     if x.shape[0] < MIN_SECONDS * sr:
-        raise ApiError(
-            422, f"audio is {x.shape[0] / sr:.2f} s long; separation needs at least {MIN_SECONDS:g} s"
+        raise UnprocessableAudio(
+            f"audio is {x.shape[0] / sr:.2f} s long; separation needs at least {MIN_SECONDS:g} s"
         )
     x2 = (x[:, None] if x.ndim == 1 else x).astype(np.float32, copy=False)
     peak = float(np.max(np.abs(x2)))
     if not math.isfinite(peak):
-        raise ApiError(422, "audio contains NaN or infinite samples")
+        raise UnprocessableAudio("audio contains NaN or infinite samples")
     if peak < SILENCE_PEAK:
-        raise ApiError(422, "audio is silent (peak below -80 dBFS); there is nothing to separate")
+        raise UnprocessableAudio("audio is silent (peak below -80 dBFS); there is nothing to separate")
     return x2
 
 
@@ -218,7 +218,7 @@ def separate(
     ``model`` is a loaded separation model or None for the DSP fallback
     (see the module docstring for both). ``progress`` is called with a
     non-decreasing fraction in [0, 1], last with 1.0. Stems have the
-    input's shape and rate and sum to it. Raises ``ApiError(422)`` for
+    input's shape and rate and sum to it. Raises :class:`UnprocessableAudio` for
     audio shorter than 1 s, silent (peak below -80 dBFS) or not finite, and
     for ``n_stems`` other than 2 or 4.
     """

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 from scipy import fft
 
-from shared.errors import ApiError
+from workers.dsp.errors import UnprocessableAudio
 
 SAMPLE_RATE = 44100
 FRAME = 4096
@@ -129,12 +129,12 @@ class SpleeterModel:
         if x.ndim == 1:
             x = x[:, None]
         if x.ndim != 2 or x.shape[1] not in (1, 2):
-            raise ApiError(422, f"separation needs mono or stereo audio, got shape {shape}")
+            raise UnprocessableAudio(f"separation needs mono or stereo audio, got shape {shape}")
         if x.shape[0] == 0:
-            raise ApiError(422, "the audio is empty")
+            raise UnprocessableAudio("the audio is empty")
         x = np.asarray(x, np.float32)
         if not np.isfinite(x).all():
-            raise ApiError(422, "the audio contains NaN or infinite samples")
+            raise UnprocessableAudio("the audio contains NaN or infinite samples")
         stereo = x if x.shape[1] == 2 else np.repeat(x, 2, axis=1)
 
         n = len(stereo)

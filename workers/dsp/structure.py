@@ -92,8 +92,8 @@ import numpy as np
 from scipy import fft as sfft
 from scipy.ndimage import maximum_filter1d
 
-from shared.errors import ApiError
 from workers.dsp.chords import BASS_MIDI, TREBLE_MIDI, _beat_edges, _chroma, _pitch_salience
+from workers.dsp.errors import UnprocessableAudio
 from workers.dsp.features import stft_magnitude_blocks
 from workers.dsp.tempo import _frame_params, _mel_filterbank, onset_bands
 
@@ -141,15 +141,15 @@ def find_sections(
     there are neither). See the module docstring for the method.
 
     Audio shorter than two sections of ``min_section_bars`` bars is one
-    section "A". Raises ApiError(422) for empty or non-finite audio.
+    section "A". Raises UnprocessableAudio for empty or non-finite audio.
     """
     y = np.asarray(y, np.float32)
     if y.ndim != 1:
         raise ValueError(f"expected mono samples (1-D), got shape {y.shape}")
     if len(y) == 0:
-        raise ApiError(422, "The audio is empty: there is no structure to find")
+        raise UnprocessableAudio("The audio is empty: there is no structure to find")
     if not np.isfinite(np.sum(y, dtype=np.float64)):
-        raise ApiError(422, "The audio contains non-finite samples (NaN or infinity)")
+        raise UnprocessableAudio("The audio contains non-finite samples (NaN or infinity)")
     if min_section_bars < 1:
         raise ValueError("min_section_bars must be at least 1")
     duration = len(y) / sr

@@ -95,7 +95,7 @@ import numpy as np
 import soxr
 from scipy import signal
 
-from shared.errors import ApiError
+from workers.dsp.errors import OptionOutOfRange, UnprocessableAudio
 
 MODEL_SR = 22050  # basic_pitch.constants.AUDIO_SAMPLE_RATE
 HOP = 256  # basic_pitch.constants.FFT_HOP
@@ -220,16 +220,18 @@ def _check_options(
     lo, hi = THRESHOLD_BOUNDS
     for name, value in (("onset_threshold", onset_threshold), ("frame_threshold", frame_threshold)):
         if not lo < value < hi:
-            raise ApiError(422, f"{name} must be between {lo} and {hi} (exclusive), got {value}")
+            raise OptionOutOfRange(name, f"{name} must be between {lo} and {hi} (exclusive), got {value}")
     lo_m, hi_m = MIDI_BOUNDS
     if not lo_m <= min_midi <= max_midi <= hi_m:
-        raise ApiError(
-            422,
+        raise OptionOutOfRange(
+            "min_midi",
             f"need {lo_m} <= min_midi <= max_midi <= {hi_m}, got min_midi={min_midi}, max_midi={max_midi}",
         )
     lo_s, hi_s = MIN_NOTE_BOUNDS
     if not lo_s <= min_note_s <= hi_s:
-        raise ApiError(422, f"min_note_s must be between {lo_s} and {hi_s} s, got {min_note_s}")
+        raise OptionOutOfRange(
+            "min_note_s", f"min_note_s must be between {lo_s} and {hi_s} s, got {min_note_s}"
+        )
 
 
 class NoteModel:
@@ -295,8 +297,8 @@ class NoteModel:
         (0–1] after each batch of 8 windows (13 s of audio); decoding takes a
         few percent of the time after the last call.
 
-        Silence gives no notes. Raises ApiError(422) for input shorter than
-        0.1 s, non-finite samples or options out of range; ValueError for
+        Silence gives no notes. Raises UnprocessableAudio for input shorter than
+        0.1 s or non-finite samples, OptionOutOfRange for options out of range; ValueError for
         anything but a 1-D float array.
         """
         y = np.asarray(y)
@@ -306,11 +308,11 @@ class NoteModel:
             raise ValueError(f"expected float samples in [-1, 1], got {y.dtype}; scale integer PCM first")
         _check_options(onset_threshold, frame_threshold, min_midi, max_midi, min_note_s)
         if len(y) < MIN_SECONDS * sr:
-            raise ApiError(
-                422, f"audio is too short to transcribe ({len(y) / sr:.3f} s; at least {MIN_SECONDS} s)"
+            raise UnprocessableAudio(
+                f"audio is too short to transcribe ({len(y) / sr:.3f} s; at least {MIN_SECONDS} s)"
             )
         if not np.all(np.isfinite(y)):
-            raise ApiError(422, "audio contains non-finite samples (NaN or infinity)")
+            raise UnprocessableAudio("audio contains non-finite samples (NaN or infinity)")
         if sr != MODEL_SR:
             y = soxr.resample(y.astype(np.float32), sr, MODEL_SR, quality="HQ")
         y = y.astype(np.float32, copy=False)

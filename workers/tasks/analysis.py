@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.dsp import beats, chords, features, key, loudness, pitch, tempo
+from workers.dsp import beats, chords, key, loudness, pitch, tempo
 from workers.runner import Audio, JobContext, job_task
 
 
@@ -27,7 +27,8 @@ def analyze_key_tempo(audio: Audio, options: dict, ctx: JobContext) -> dict:
     """The union of key and bpm from one decode. Both have a ``confidence``:
     each is kept under its own name, and ``confidence`` is the lower of the
     two (how far the pair as a whole can be trusted)."""
-    k, t = features.analyze_key_tempo(audio.mono(), audio.analysis_sr)
+    y = audio.mono()
+    k, t = key.estimate_key(y, audio.analysis_sr), tempo.estimate_tempo(y, audio.analysis_sr)
     return {
         **k.to_dict(),
         **t.to_dict(),
@@ -65,7 +66,7 @@ def analyze_track(audio: Audio, options: dict, ctx: JobContext) -> dict:
     ctx.progress(0.1)
     y = audio.mono()
     ctx.progress(0.2)
-    k, t = features.analyze_key_tempo(y, audio.analysis_sr)
+    k, t = key.estimate_key(y, audio.analysis_sr), tempo.estimate_tempo(y, audio.analysis_sr)
     ctx.progress(0.4)
     grid = beats.track_beats(y, audio.analysis_sr)
     ctx.progress(0.6)

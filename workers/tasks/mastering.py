@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from shared import audio as audio_io
-from shared.errors import ApiError
 from workers.dsp import loudness, mastering
+from workers.dsp.errors import UnprocessableAudio
 from workers.runner import Audio, JobContext, job_task
 
 MP3_RETRIES = 3
@@ -36,8 +36,8 @@ def master_track(audio: Audio, options: dict, ctx: JobContext) -> dict:
             break
         limit -= over + 0.05
     else:
-        raise ApiError(
-            422, "The MP3 encoder keeps this master above the ceiling; choose wav or flac, or a lower ceiling"
+        raise UnprocessableAudio(
+            "The MP3 encoder keeps this master above the ceiling; choose wav or flac, or a lower ceiling"
         )
     ctx.progress(0.95)
     pick = ("integrated_lufs", "true_peak_dbtp")
