@@ -213,6 +213,7 @@ def test_cross_tenant_is_404_like_missing(client, api_key, upload):
             "statusCode": 404,
             "error": "Not Found",
             "message": "Cannot find asset",
+            "code": "asset_not_found",
         }
     )
     assert client.get(f"/assets/{aid}", headers=b.headers).get_json() == missing.get_json()
