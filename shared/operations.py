@@ -167,7 +167,7 @@ OPERATIONS: dict[str, Operation] = {
     for op in [
         _fast("bpm", "audioq.analysis.analyze_tempo", "tempo-1"),
         _fast("key", "audioq.analysis.analyze_key", "key-1"),
-        _fast("lufs", "audioq.analysis.measure_loudness", "loudness-1"),
+        _fast("lufs", "audioq.analysis.measure_loudness", "loudness-2"),
         _fast("key-bpm", "audioq.analysis.analyze_key_tempo", "keytempo-1"),
         _fast("beatgrid", "audioq.analysis.track_beat_grid", "beats-1"),
         _fast("chords", "audioq.analysis.recognize_chords", "chords-1"),
@@ -181,7 +181,7 @@ OPERATIONS: dict[str, Operation] = {
         ),
         # Long: answers 202 by default, reports progress; on the analysis queue
         # because it is a few seconds of CPU, not minutes.
-        Operation("analyze/upload", "audioq.analysis.analyze_track", "analysis", False, "bundle-1", 600, 660),
+        Operation("analyze/upload", "audioq.analysis.analyze_track", "analysis", False, "bundle-2", 600, 660),
         dataclasses.replace(_fast("identify", "audioq.identify.identify_clip", "identify-1"), cache=False),
         _long(
             "master",

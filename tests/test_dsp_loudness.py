@@ -282,4 +282,29 @@ def test_to_dict_rounds_to_hundredths_and_keeps_the_field_names():
         "sample_peak_dbfs": None,
         "momentary_max_lufs": -20.0,
         "short_term_max_lufs": -22.0,
+        "short_term_lufs": {"start_s": 3.0, "hop_s": 0.1, "values": []},
     }
+
+
+def test_short_term_series_follows_the_level_every_100_ms():
+    """A 1 kHz sine at -30 dBFS for 6 s, then -20 dBFS for 6 s (stereo reads
+    as its level, as Tech 3341's cases do): one 3 s window every 100 ms; a
+    window straddling the step reads the power mean of its two parts."""
+    result = measure(tone([(-30, 6), (-20, 6)]), SR)
+    series = result.to_dict()["short_term_lufs"]
+    values = series["values"]
+    assert (series["start_s"], series["hop_s"]) == (3.0, 0.1)
+    assert len(values) == 12 * 10 - 30 + 1  # windows ending at 3.0, 3.1, ... 12.0 s
+    assert values[0] == pytest.approx(-30.0, abs=0.1)  # [0, 3 s)
+    assert values[-1] == pytest.approx(-20.0, abs=0.1)  # [9, 12 s)
+    straddle = 10 * np.log10((10**-3 + 10**-2) / 2)  # [4.5, 7.5 s): half and half
+    assert values[45] == pytest.approx(straddle, abs=0.1)
+    assert np.all(np.diff(values) >= -1e-9)  # never falls on a rising step
+    assert max(values) == result.to_dict()["short_term_max_lufs"]
+
+
+def test_short_term_series_is_null_where_silent_and_empty_below_three_seconds():
+    x = np.concatenate([np.zeros((4 * SR, 2), np.float32), tone([(-20, 4)])])  # digital silence first
+    values = measure(x, SR).to_dict()["short_term_lufs"]["values"]
+    assert values[0] is None and values[-1] == pytest.approx(-20.0, abs=0.1)
+    assert measure(tone([(-23, 2)]), SR).to_dict()["short_term_lufs"]["values"] == []

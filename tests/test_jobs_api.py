@@ -91,6 +91,10 @@ def test_lufs_on_asset_id_and_raw_bytes(client, api_key, worker, upload, sine_mi
         "short_term_max_lufs",
     ):
         assert field in body
+    series = body["short_term_lufs"]  # for plots: 3 s windows every 100 ms
+    seconds = sf.info(io.BytesIO(sine_minus_23)).duration
+    assert series["hop_s"] == 0.1 and len(series["values"]) == int(seconds * 10) - 29
+    assert max(series["values"]) == body["short_term_max_lufs"]
     again = post_audio(client, key, "/v1/lufs", sine_minus_23)  # same bytes: dedup + cache
     assert again.status_code == 200
     assert again.get_json()["asset_id"] == aid and again.get_json()["_meta"]["cache"] == "hit"

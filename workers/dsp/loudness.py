@@ -19,7 +19,7 @@ input is never copied.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numba
@@ -117,10 +117,38 @@ class Loudness:
     sample_peak_dbfs: float | None  # max over channels; None for digital silence
     momentary_max_lufs: float | None  # loudest 400 ms window; None below 400 ms or silence
     short_term_max_lufs: float | None  # loudest 3 s window; None below 3 s or silence
+    # Short-term loudness (EBU Tech 3341, 3 s window) every SHORT_TERM_HOP_S,
+    # value k for the window ending at SHORT_TERM_START_S + k * hop (LUFS;
+    # -inf for digital silence). Empty below 3 s.
+    short_term: np.ndarray = field(default_factory=lambda: np.empty(0), compare=False, repr=False)
 
     def to_dict(self) -> dict:
-        """The fields by name, rounded to 0.01 dB (finer than any meter reads)."""
-        return {k: None if v is None else round(v, 2) for k, v in asdict(self).items()}
+        """The fields by name, rounded to 0.01 dB (finer than any meter reads);
+        the short-term series as ``short_term_lufs: {start_s, hop_s, values}``
+        with null where the window is silent."""
+        out: dict = {
+            k: None if v is None else round(v, 2)
+            for k, v in (
+                ("integrated_lufs", self.integrated_lufs),
+                ("loudness_range_lu", self.loudness_range_lu),
+                ("true_peak_dbtp", self.true_peak_dbtp),
+                ("sample_peak_dbfs", self.sample_peak_dbfs),
+                ("momentary_max_lufs", self.momentary_max_lufs),
+                ("short_term_max_lufs", self.short_term_max_lufs),
+            )
+        }
+        out["short_term_lufs"] = {
+            "start_s": SHORT_TERM_START_S,
+            "hop_s": SHORT_TERM_HOP_S,
+            "values": [round(float(v), 2) if np.isfinite(v) else None for v in self.short_term],
+        }
+        return out
+
+
+#: The short-term series: one value per 100 ms hop (the 10 Hz of EBU Tech
+#: 3342), the first for the window [0, 3 s).
+SHORT_TERM_HOP_S = 1.0 / _HOPS_PER_SECOND
+SHORT_TERM_START_S = _SHORT_TERM_HOPS / _HOPS_PER_SECOND
 
 
 def measure(x: np.ndarray, sr: int) -> Loudness:
@@ -143,8 +171,12 @@ def measure(x: np.ndarray, sr: int) -> Loudness:
     - True peak (dBTP): ITU-R BS.1770-4 Annex 2, 4x oversampled, never
       reported below the sample peak. Sample peak in dBFS.
 
+    - Short-term loudness over time (for plots): the 3 s window every
+      100 ms, as ``Loudness.short_term``.
+
     Only whole windows count: shorter than 400 ms gives None for every
-    loudness, shorter than 3 s None for loudness range and short-term max.
+    loudness, shorter than 3 s None for loudness range and short-term max
+    (and an empty series).
     Raises UnprocessableAudio for NaN or infinite samples or a sample rate
     below 8000 Hz; ValueError for non-float samples or a bad shape (a
     caller's bug, not the audio's).
@@ -194,6 +226,7 @@ def measure(x: np.ndarray, sr: int) -> Loudness:
         sample_peak_dbfs=_db(sample_peak),
         momentary_max_lufs=_max_loudness(momentary),
         short_term_max_lufs=_max_loudness(short_term),
+        short_term=short_term,
     )
 
 
