@@ -44,12 +44,11 @@ import subprocess
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import numpy as np
 import soundfile
 
 from shared.errors import ApiError
 
-__all__ = ["EXTENSION_MIME", "AudioInfo", "decode", "probe"]
+__all__ = ["EXTENSION_MIME", "FFMPEG_DEMUXERS", "AudioInfo", "probe"]
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +86,7 @@ _SUPPORTED_HINT = "Supported formats include WAV, FLAC, OGG, Opus, MP3, M4A/AAC 
 
 # Demuxers ffprobe/ffmpeg may use. Anything else (images, playlists such as HLS,
 # concat scripts, subtitles, "tty" text...) is refused before it is parsed.
-_FFMPEG_DEMUXERS = ",".join(
+FFMPEG_DEMUXERS = ",".join(
     [
         "wav",
         "w64",
@@ -593,7 +592,7 @@ def _probe_ffprobe(ffprobe: str, path: str, extra: dict) -> AudioInfo:
             "-v",
             "error",
             "-format_whitelist",
-            _FFMPEG_DEMUXERS,
+            FFMPEG_DEMUXERS,
             "-show_streams",
             "-show_format",
             "-of",
@@ -659,7 +658,7 @@ def _duration_from_packets(ffprobe: str, url: str, index: int) -> float:
             "-v",
             "error",
             "-format_whitelist",
-            _FFMPEG_DEMUXERS,
+            FFMPEG_DEMUXERS,
             "-select_streams",
             str(index),
             "-read_intervals",
@@ -692,7 +691,7 @@ def _check_tail_decodes(url: str, index: int) -> None:
             "-v",
             "error",
             "-format_whitelist",
-            _FFMPEG_DEMUXERS,
+            FFMPEG_DEMUXERS,
             "-sseof",
             "-1",
             "-i",
@@ -726,63 +725,3 @@ def _ffprobe_format(format_name: str, codec: str, has_video: bool, extra: dict) 
     if first == "mpc8":
         return "mpc"
     return first or codec
-
-
-# --------------------------------------------------------------------------- decoding
-
-
-def decode(path: str | os.PathLike, info: AudioInfo) -> tuple[np.ndarray, int]:
-    """Decode a probed file to float32 samples, shape (frames, channels), at
-    its native sample rate. libsndfile where it can read the format (no
-    subprocess), ffmpeg otherwise. Raises ApiError(422) if decoding fails."""
-    p = os.fspath(path)
-    if info.format in ("wav", "flac", "ogg", "mp3", "aiff", "w64", "au", "caf"):
-        try:
-            x, sr = soundfile.read(p, dtype="float32", always_2d=True)
-            return x, int(sr)
-        except (soundfile.LibsndfileError, RuntimeError, ValueError) as exc:
-            log.info("libsndfile could not decode %s (%s); trying ffmpeg", p, exc)
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise ApiError(422, "This audio format cannot be decoded on this server (ffmpeg is missing)")
-    cmd = [
-        ffmpeg, "-nostdin", "-v", "error", "-format_whitelist", _FFMPEG_DEMUXERS,
-        "-i", p, "-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le",
-        "-ac", str(info.channels), "-ar", str(info.sample_rate), "pipe:1",
-    ]  # fmt: skip
-    try:
-        out = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=600, check=False)
-    except subprocess.TimeoutExpired:
-        raise ApiError(422, "Decoding the audio took too long") from None
-    if out.returncode != 0 or not out.stdout:
-        raise ApiError(422, f"The audio could not be decoded ({out.stderr.decode(errors='replace')[-200:]})")
-    x = np.frombuffer(out.stdout, dtype=np.float32).reshape(-1, info.channels)
-    return x, info.sample_rate
-
-
-# --------------------------------------------------------------------------- encoding
-
-# Output formats of the jobs that write audio: (libsndfile format, subtype,
-# MIME type). 16-bit PCM for WAV and FLAC (CD quality); MP3 at libsndfile's
-# default VBR quality (about 128-160 kb/s for music).
-ENCODINGS = {
-    "wav": ("WAV", "PCM_16", "audio/wav"),
-    "flac": ("FLAC", "PCM_16", "audio/flac"),
-    "mp3": ("MP3", "MPEG_LAYER_III", "audio/mpeg"),
-}
-# MPEG-1/2 Layer III sample rates; other rates are resampled to 44.1 kHz for MP3.
-_MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
-
-
-def encode(x: np.ndarray, sr: int, fmt: str, path: str | os.PathLike) -> str:
-    """Write float samples (frames, channels) as ``fmt`` (a key of
-    :data:`ENCODINGS`); returns the MIME type. Samples are clipped to
-    [-1, 1] (PCM cannot hold more)."""
-    container, subtype, mime = ENCODINGS[fmt]
-    y = np.clip(np.asarray(x, dtype=np.float32), -1.0, 1.0)
-    if fmt == "mp3" and sr not in _MP3_RATES:
-        import soxr
-
-        y, sr = soxr.resample(y, sr, 44100, quality="HQ").astype(np.float32), 44100
-    soundfile.write(os.fspath(path), y, sr, format=container, subtype=subtype)
-    return mime

@@ -33,7 +33,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import assets, audio, db, jobs, logs, operations, outputs, queue
 from shared.errors import ApiError, ObjectNotFound, StorageError
-from workers import context
+from workers import codec, context
 from workers.app import app
 from workers.dsp import features
 from workers.dsp.errors import DspError, OptionOutOfRange
@@ -61,7 +61,7 @@ class Audio:
     @functools.cached_property
     def native(self) -> tuple[np.ndarray, int]:
         """(samples (frames, channels) float32, sample rate) as stored."""
-        return audio.decode(self.path, self.info)
+        return codec.decode(self.path, self.info)
 
     @functools.lru_cache(maxsize=2)  # noqa: B019 - one Audio per job, freed with it
     def mono(self, sr: int = ANALYSIS_SR) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared import audio as audio_io
+from workers import codec
 from workers.dsp import loudness, mastering
 from workers.dsp.errors import UnprocessableAudio
 from workers.runner import Audio, JobContext, job_task
@@ -25,11 +26,11 @@ def master_track(audio: Audio, options: dict, ctx: JobContext) -> dict:
         start = 0.05 + 0.8 * attempt / (MP3_RETRIES + 1)
         done = mastering.master(x, sr, target, limit, progress=lambda f, s=start: ctx.progress(s + 0.2 * f))
         summary = done.to_dict()  # levels rounded to 0.01 dB
-        mime = audio_io.encode(done.audio, sr, fmt, path)
+        mime = codec.encode(done.audio, sr, fmt, path)
         output = summary["output"]
         if fmt != "mp3":
             break
-        decoded, dsr = audio_io.decode(path, audio_io.probe(path))
+        decoded, dsr = codec.decode(path, audio_io.probe(path))
         output = loudness.measure(decoded, dsr).to_dict()
         over = output["true_peak_dbtp"] - ceiling
         if over <= 0:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import audio as audio_io
 from shared import documents
-from workers import context
+from workers import codec, context
 from workers.dsp import separation
 from workers.dsp.spleeter import SpleeterModel
 from workers.runner import Audio, JobContext, job_task
@@ -47,7 +46,7 @@ def _store(
     out: dict[str, dict[str, dict]] = {}
     for i, (name, y, fmt) in enumerate(todo):
         path = ctx.workdir / f"{name}.{fmt}"
-        mime = audio_io.encode(y, sep.sample_rate, fmt, path)
+        mime = codec.encode(y, sep.sample_rate, fmt, path)
         out.setdefault(name, {})[fmt] = ctx.store_file(path.name, path, mime)
         path.unlink()
         ctx.progress(SEPARATED + (1 - SEPARATED) * (i + 1) / len(todo))
