@@ -37,6 +37,6 @@ USER audioq
 
 EXPOSE 8000
 
-# gevent workers (web/gunicorn_conf.py): a request waiting on a job must not
+# gevent workers (ops/gunicorn_conf.py): a request waiting on a job must not
 # pin a whole worker.
-CMD ["gunicorn", "-c", "python:web.gunicorn_conf", "--bind", "0.0.0.0:8000", "--workers", "2", "web:create_app()"]
+CMD ["gunicorn", "-c", "python:ops.gunicorn_conf", "--bind", "0.0.0.0:8000", "--workers", "2", "web:create_app()"]

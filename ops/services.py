@@ -296,8 +296,8 @@ def wait_celery(
 
 
 def gunicorn_cmd(bind: str, workers: int = 2) -> list[str]:
-    """The API as production runs it (settings in web/gunicorn_conf.py)."""
+    """The API as production runs it (settings in ops/gunicorn_conf.py)."""
     return [
-        sys.executable, "-m", "gunicorn", "-c", "python:web.gunicorn_conf",
+        sys.executable, "-m", "gunicorn", "-c", "python:ops.gunicorn_conf",
         "-w", str(workers), "-b", bind, "web:create_app()",
     ]  # fmt: skip

@@ -1,8 +1,8 @@
 """The Redis connection and the one table of every key the application writes.
 
-Application state lives in ``AUDIOQ_REDIS_URL``; Celery's broker and results
-live in ``AUDIOQ_BROKER_URL`` (by default the next numbered database), so the
-two never share a keyspace.
+Application state lives in ``AUDIOQ_REDIS_URL``; Celery's broker lives in
+``AUDIOQ_BROKER_URL`` (by default the next numbered database), so the two
+never share a keyspace. Celery keeps no results: job state is here only.
 
 | key pattern                      | type   | TTL                 | written by                     |
 |----------------------------------|--------|---------------------|--------------------------------|
@@ -15,6 +15,9 @@ two never share a keyspace.
 | aq:owner:{key_id}:sha:{sha256}   | string | none (swept)        | assets.register (dedup)        |
 | aq:expiry                        | zset   | none                | assets.register (by expires_at)|
 | aq:job:{job_id}                  | hash   | job TTL once final  | jobs.submit / transitions      |
+|   fields: id owner op status progress options asset_id sha256 created_at started_at   |
+|   finished_at result error cost billed refunded cache trace_id attempts callback_url  |
+|   worker (host:pid of the last start) callback_status (jobs.record_callback)          |
 | aq:owner:{key_id}:jobs           | zset   | none (pruned lazily)| jobs.submit (by created_at)    |
 | aq:jobs:active                   | zset   | none                | jobs (id by deadline)          |
 | aq:fp:{key_id}:{asset_id}        | string | asset's remaining life | fingerprints.add (landmarks)|
@@ -24,6 +27,7 @@ two never share a keyspace.
 | aq:cacheidx:{sha256}             | set    | source asset's life | jobs.complete (cache keys)     |
 | aq:idem:{key_id}:{idem key}      | string | 24 h                | jobs.submit ("job_id|fp")      |
 | aq:jobdone:{job_id}              | pubsub | -                   | job transitions (wakes waiters)|
+|   (channel name: job_done_channel)                                                     |
 
 Times are stored as Unix seconds (float); the API renders them as ISO 8601 UTC.
 """
@@ -86,6 +90,11 @@ ACTIVE_JOBS = f"{PREFIX}jobs:active"
 def owner_tasks_key(key_id: str) -> str:
     """The caller's tasks-dialect tasks (each is a job of op ``tasks/separate``)."""
     return f"{PREFIX}owner:{key_id}:tasks"
+
+
+def job_done_channel(job_id: str) -> str:
+    """Pub/sub channel a job's final transition is published on."""
+    return f"{PREFIX}jobdone:{job_id}"
 
 
 def cache_key(digest: str) -> str:

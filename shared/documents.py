@@ -4,11 +4,10 @@ tasks-dialect task document. Shared by the API (GET routes) and the workers
 
 from __future__ import annotations
 
-from shared import db, jobs, outputs
+from shared import db, jobs, operations, outputs
 from shared.storage import Storage
 
-# tasks dialect: models a task may ask for, and its status words.
-TASK_MODELS = ("vocals", "instrumental", "drums", "bass", "other")
+# The tasks dialect's status words.
 TASK_STATUS = {
     "queued": "queued",
     "running": "processing",
@@ -54,19 +53,6 @@ def job_document(r, storage: Storage, job: jobs.Job) -> dict:
     }
 
 
-def parse_targets(spec: str) -> dict[str, list[str]]:
-    """``"vocals=wav,mp3;drums=flac"`` -> ``{"vocals": ["wav", "mp3"], "drums": ["flac"]}``."""
-    out: dict[str, list[str]] = {}
-    for part in filter(None, spec.split(";")):
-        model, _, fmts = part.partition("=")
-        out[model] = fmts.split(",")
-    return out
-
-
-def format_targets(targets: dict[str, list[str]]) -> str:
-    return ";".join(f"{m}={','.join(f)}" for m, f in targets.items())
-
-
 def task_document(r, storage: Storage, job: jobs.Job) -> dict:
     status = TASK_STATUS[job.status]
     files = (_links(r, storage, job, job.result) or {}).get("targets", {})
@@ -76,7 +62,7 @@ def task_document(r, storage: Storage, job: jobs.Job) -> dict:
             "status": status,
             "output": [{"format": f, "link": files[model][f]} for f in fmts if f in files.get(model, {})],
         }
-        for model, fmts in parse_targets(str(job.options.get("targets", ""))).items()
+        for model, fmts in operations.parse_targets(str(job.options.get("targets", ""))).items()
     ]
     doc = {
         "id": job.id,
@@ -96,3 +82,11 @@ def task_document(r, storage: Storage, job: jobs.Job) -> dict:
             "message": "The task was cancelled",
         }
     return doc
+
+
+def render(r, storage: Storage, job: jobs.Job) -> dict:
+    """The document that describes ``job`` in its operation's dialect (what
+    the API shows and what a callback sends)."""
+    if operations.get(job.op).document == "task":
+        return task_document(r, storage, job)
+    return job_document(r, storage, job)

@@ -1,6 +1,6 @@
 """The per-owner fingerprint index behind ``identify``, in Redis.
 
-Keys (add these rows to the table in shared/db.py):
+Keys (also in the table of shared/db.py):
 
 | key pattern               | type   | TTL                    | written by                            |
 |---------------------------|--------|------------------------|---------------------------------------|

@@ -15,7 +15,7 @@ under concurrency and redelivery:
 * **Cancel** from ``queued`` refunds; from ``running`` it stops the job
   without a refund (the work has begun); finished jobs cannot be cancelled.
 
-Waiters are woken through pub/sub on ``aq:jobdone:{job_id}``.
+Waiters are woken through pub/sub on :func:`shared.db.job_done_channel`.
 """
 
 from __future__ import annotations
@@ -146,7 +146,6 @@ return {1, tostring(bal)}
 @dataclass(frozen=True)
 class Submitted:
     job: Job
-    credits_remaining: int
     replay: bool  # an Idempotency-Key retry: the original job, nothing charged
 
 
@@ -231,10 +230,10 @@ def submit(
             "idempotency_key_reused",
         )
     if code == 2:
-        return Submitted(get_any(r, value), balance(r, owner), replay=True)
+        return Submitted(get_any(r, value), replay=True)
     if hit:
         r.expire(db.job_key(job_id), job_ttl_s)
-    return Submitted(get_any(r, job_id), int(value), replay=False)
+    return Submitted(get_any(r, job_id), replay=False)
 
 
 def balance(r: redis.Redis, owner: str) -> int:
@@ -295,7 +294,7 @@ return 0
 """
 
 _FINISH = """
--- KEYS: job, active zset, credits
+-- KEYS: job, active zset, credits, done channel
 -- ARGV: job id, status, now, field (result|error), json, refund (0/1), ttl
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'missing' end
@@ -309,12 +308,12 @@ if ARGV[6] == '1' and redis.call('HGET', KEYS[1], 'billed') == '1'
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
-redis.call('PUBLISH', 'aq:jobdone:' .. ARGV[1], ARGV[2])
+redis.call('PUBLISH', KEYS[4], ARGV[2])
 return 'ok'
 """
 
 _CANCEL = """
--- KEYS: job, active zset, credits; ARGV: job id, now, ttl
+-- KEYS: job, active zset, credits, done channel; ARGV: job id, now, ttl
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'missing' end
 if st ~= 'queued' and st ~= 'running' then return st end
@@ -325,7 +324,7 @@ if st == 'queued' and redis.call('HGET', KEYS[1], 'billed') == '1' then
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-redis.call('PUBLISH', 'aq:jobdone:' .. ARGV[1], 'cancelled')
+redis.call('PUBLISH', KEYS[4], 'cancelled')
 return 'was_' .. st
 """
 
@@ -347,10 +346,11 @@ def set_progress(r: redis.Redis, job_id: str, progress: float) -> bool:
 def _finish(r: redis.Redis, job: Job, status: str, field: str, payload: dict, refund: bool, ttl: int) -> bool:
     out = r.eval(
         _FINISH,
-        3,
+        4,
         db.job_key(job.id),
         db.ACTIVE_JOBS,
         db.credits_key(job.owner),
+        db.job_done_channel(job.id),
         job.id,
         status,
         repr(db.now()),
@@ -383,7 +383,15 @@ def cancel(r: redis.Redis, job: Job, *, ttl: int) -> str:
     """Returns the status the job had ('was_queued' / 'was_running'), or
     raises 409 when it had already finished."""
     out = r.eval(
-        _CANCEL, 3, db.job_key(job.id), db.ACTIVE_JOBS, db.credits_key(job.owner), job.id, repr(db.now()), ttl
+        _CANCEL,
+        4,
+        db.job_key(job.id),
+        db.ACTIVE_JOBS,
+        db.credits_key(job.owner),
+        db.job_done_channel(job.id),
+        job.id,
+        repr(db.now()),
+        ttl,
     )
     if out == "missing":
         raise ApiError(404, NOT_FOUND, "job_not_found")
@@ -394,6 +402,11 @@ def cancel(r: redis.Redis, job: Job, *, ttl: int) -> str:
             "job_finished",
         )
     return str(out)
+
+
+def record_callback(r: redis.Redis, job_id: str, outcome: str) -> None:
+    """Record how the job's callback delivery went (``callback_status``)."""
+    r.hset(db.job_key(job_id), "callback_status", outcome)
 
 
 def cached(
@@ -426,7 +439,7 @@ def wait(r: redis.Redis, job_id: str, timeout_s: float) -> Job:
         return get_any(r, job_id)
     pubsub = r.pubsub(ignore_subscribe_messages=True)
     try:
-        pubsub.subscribe(f"aq:jobdone:{job_id}")
+        pubsub.subscribe(db.job_done_channel(job_id))
         job = get_any(r, job_id)
         deadline = time.monotonic() + timeout_s
         while not job.finished:

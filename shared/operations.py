@@ -1,18 +1,21 @@
 """The catalogue of processing operations: one entry per operation.
 
-Adding an operation means one entry here and one task function in
-``workers/tasks/`` (decorated with ``workers.runner.job_task(op_name)``); the
-routes, validation, credits, caching and job lifecycle are generic.
+An entry is everything generic code knows of an operation: its route
+(``POST /v1/{name}``), its Celery task and queue, its default credit cost
+(``AUDIOQ_COST_<OP>`` overrides it), whether it answers synchronously by
+default, its options schema, its algorithm version (part of the result-cache
+key: bump it when results change), its time limits, and flags for the few
+ways operations differ (writes files, cacheable, routed, query input...).
 
-An entry says: the route name (``POST /v1/{name}``), the Celery task and
-queue, whether the operation answers synchronously by default, its options
-schema, its algorithm version (part of the result-cache key: bump it when
-results change) and its time limits. Credit costs live in settings.
+Adding an operation touches two places: an entry here, and one function in a
+module of ``workers/tasks/`` decorated with ``@job_task("<name>")``. Routes,
+validation, credits, caching, the OpenAPI document and the job lifecycle are
+generic; the worker discovers every module of ``workers/tasks/`` by itself,
+and a test checks that each entry's task is registered.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -56,29 +59,30 @@ class Option:
                     raise ValueError
                 value = raw
         except (ValueError, TypeError):
-            raise ApiError(
-                400, f"{where} must be a {self.type.__name__}", "invalid_option", option=name
-            ) from None
+            raise _invalid(name, f"{where} must be a {self.type.__name__}") from None
         if self.choices is not None and value not in self.choices:
-            raise ApiError(
-                400, f"{where} must be one of {', '.join(self.choices)}", "invalid_option", option=name
-            )
+            raise _invalid(name, f"{where} must be one of {', '.join(self.choices)}")
         if self.min is not None and value < self.min:  # type: ignore[operator]
-            raise ApiError(400, f"{where} must be at least {self.min}", "invalid_option", option=name)
+            raise _invalid(name, f"{where} must be at least {self.min}")
         if self.max is not None and value > self.max:  # type: ignore[operator]
-            raise ApiError(400, f"{where} must be at most {self.max}", "invalid_option", option=name)
+            raise _invalid(name, f"{where} must be at most {self.max}")
         return value
 
 
-@dataclass(frozen=True)
+def _invalid(option: str, message: str) -> ApiError:
+    return ApiError(400, message, "invalid_option", option=option)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Operation:
     name: str  # route and job "op": POST /v1/{name}
-    task: str  # Celery task name
-    queue: str  # analysis | heavy
-    sync: bool  # answer synchronously by default (fast operations)
+    task: str  # Celery task name (the worker registers it with @job_task(name))
+    queue: str  # analysis (seconds of CPU) | heavy (minutes, lots of memory)
+    cost: int  # default credits per job; AUDIOQ_COST_<OP> overrides it
     version: str  # algorithm version, part of the cache key
     soft_time_limit: int  # seconds; the job fails with a refund past it
     time_limit: int  # hard limit: the worker process is killed
+    sync: bool = False  # answer synchronously by default (fast operations)
     options: Mapping[str, Option] = field(default_factory=dict)
     # Checks across options (e.g. fmin < fmax); raises ApiError(400).
     check: Callable[[dict[str, object]], None] | None = None
@@ -91,6 +95,15 @@ class Operation:
     # Has a v1 route (POST /v1/{name}); internal operations are submitted by
     # another front (the tasks dialect).
     public: bool = True
+    # Raw audio sent to it is a query clip, not part of the caller's identify
+    # catalogue (it is not fingerprinted into the index).
+    query_input: bool = False
+    # Which document describes its jobs (API reads and callbacks): the v1 job
+    # document, or the tasks dialect's task document.
+    document: str = "job"
+    # Billed as another operation, chosen from the options (the tasks
+    # dialect's separation costs what the v1 route with as many stems costs).
+    bills_as: Callable[[Mapping[str, object]], str] | None = None
 
     def parse_options(self, raw: Mapping[str, object]) -> dict[str, object]:
         unknown = sorted(set(raw) - set(self.options))
@@ -124,25 +137,37 @@ class Operation:
         return hashlib.sha256(f"{self.name}|{self.version}|{canon}".encode()).hexdigest()[:16]
 
 
-def _fast(name: str, task: str, version: str, check=None, **options: Option) -> Operation:
-    return Operation(name, task, "analysis", True, version, 120, 150, options, check)
+def _fast(name: str, task: str, version: str, cost: int, **kw) -> Operation:
+    """A fast analysis: answers synchronously by default, seconds of CPU."""
+    kw.setdefault("soft_time_limit", 120)
+    kw.setdefault("time_limit", 150)
+    return Operation(name=name, task=task, queue="analysis", sync=True, version=version, cost=cost, **kw)
+
+
+def _long(name: str, task: str, version: str, cost: int, limit: int, **kw) -> Operation:
+    """A long operation: 202 at once, progress reported, on the heavy queue,
+    writing files as derived objects of its source asset."""
+    return Operation(
+        name=name,
+        task=task,
+        queue="heavy",
+        version=version,
+        cost=cost,
+        soft_time_limit=limit,
+        time_limit=limit + 60,
+        outputs=True,
+        **kw,
+    )
 
 
 def _check_pitch_range(opts: dict[str, object]) -> None:
     if not float(opts["fmin"]) < float(opts["fmax"]):  # type: ignore[arg-type]
-        raise ApiError(400, "Option 'fmin' of pitch must be below 'fmax'", "invalid_option", option="fmin")
-
-
-def _long(name: str, task: str, version: str, limit: int, check=None, **options: Option) -> Operation:
-    """A long operation: 202 at once, progress reported, on the heavy queue."""
-    return Operation(name, task, "heavy", False, version, limit, limit + 60, options, check, outputs=True)
+        raise _invalid("fmin", "Option 'fmin' of pitch must be below 'fmax'")
 
 
 def _check_midi_range(opts: dict[str, object]) -> None:
     if int(opts["min_midi"]) > int(opts["max_midi"]):  # type: ignore[call-overload]
-        raise ApiError(
-            400, "Option 'min_midi' must not be above 'max_midi'", "invalid_option", option="min_midi"
-        )
+        raise _invalid("min_midi", "Option 'min_midi' must not be above 'max_midi'")
 
 
 FORMATS = ("wav", "flac", "mp3")
@@ -161,66 +186,132 @@ _transcription_options = {
 # soprano's whistle register; beyond it f0 tracking is not meaningful.
 PITCH_HZ = (30.0, 2000.0)
 
+# The tasks dialect's models, and those only the 4-stem separation gives.
+TASK_MODELS = ("vocals", "instrumental", "drums", "bass", "other")
+FOUR_STEM_MODELS = frozenset({"drums", "bass", "other"})
+
+
+def parse_targets(spec: str) -> dict[str, list[str]]:
+    """``"vocals=wav,mp3;drums=flac"`` -> ``{"vocals": ["wav", "mp3"], "drums": ["flac"]}``."""
+    out: dict[str, list[str]] = {}
+    for part in filter(None, spec.split(";")):
+        model, _, fmts = part.partition("=")
+        out[model] = fmts.split(",")
+    return out
+
+
+def format_targets(targets: Mapping[str, list[str]]) -> str:
+    return ";".join(f"{m}={','.join(f)}" for m, f in targets.items())
+
+
+def stems_needed(models: object) -> int:
+    """2 when only vocals/instrumental are asked for, else 4."""
+    return 4 if FOUR_STEM_MODELS & set(models) else 2  # type: ignore[call-overload]
+
+
+def _targets_bill_as(options: Mapping[str, object]) -> str:
+    return f"separate/{stems_needed(parse_targets(str(options.get('targets', ''))))}stem"
+
 
 OPERATIONS: dict[str, Operation] = {
     op.name: op
     for op in [
-        _fast("bpm", "audioq.analysis.analyze_tempo", "tempo-1"),
-        _fast("key", "audioq.analysis.analyze_key", "key-1"),
-        _fast("lufs", "audioq.analysis.measure_loudness", "loudness-2"),
-        _fast("key-bpm", "audioq.analysis.analyze_key_tempo", "keytempo-1"),
-        _fast("beatgrid", "audioq.analysis.track_beat_grid", "beats-1"),
-        _fast("chords", "audioq.analysis.recognize_chords", "chords-1"),
+        _fast("bpm", "audioq.analysis.analyze_tempo", "tempo-1", cost=1),
+        _fast("key", "audioq.analysis.analyze_key", "key-1", cost=1),
+        _fast("lufs", "audioq.analysis.measure_loudness", "loudness-2", cost=1),
+        _fast("key-bpm", "audioq.analysis.analyze_key_tempo", "keytempo-1", cost=2),
+        _fast("beatgrid", "audioq.analysis.track_beat_grid", "beats-1", cost=2),
+        _fast("chords", "audioq.analysis.recognize_chords", "chords-1", cost=3),
         _fast(
             "pitch",
             "audioq.analysis.track_pitch",
             "pitch-1",
+            cost=3,
             check=_check_pitch_range,
-            fmin=Option(float, 65.0, *PITCH_HZ, help="lowest f0 searched, Hz"),
-            fmax=Option(float, 1000.0, *PITCH_HZ, help="highest f0 searched, Hz"),
+            options={
+                "fmin": Option(float, 65.0, *PITCH_HZ, help="lowest f0 searched, Hz"),
+                "fmax": Option(float, 1000.0, *PITCH_HZ, help="highest f0 searched, Hz"),
+            },
         ),
-        # Long: answers 202 by default, reports progress; on the analysis queue
-        # because it is a few seconds of CPU, not minutes.
-        Operation("analyze/upload", "audioq.analysis.analyze_track", "analysis", False, "bundle-2", 600, 660),
-        dataclasses.replace(_fast("identify", "audioq.identify.identify_clip", "identify-1"), cache=False),
+        # Answers 202 by default and reports progress, but on the analysis
+        # queue: a few seconds of CPU, not minutes.
+        Operation(
+            name="analyze/upload",
+            task="audioq.analysis.analyze_track",
+            queue="analysis",
+            cost=6,
+            version="bundle-2",
+            soft_time_limit=600,
+            time_limit=660,
+        ),
+        _fast(
+            "identify",
+            "audioq.identify.identify_clip",
+            "identify-1",
+            cost=2,
+            cache=False,
+            query_input=True,
+        ),
         _long(
             "master",
             "audioq.mastering.master_track",
             "master-1",
-            900,
-            target_lufs=Option(float, -14.0, -30.0, -6.0, help="integrated loudness of the output, LUFS"),
-            ceiling_dbtp=Option(float, -1.0, -6.0, 0.0, help="true-peak ceiling of the output, dBTP"),
-            format=_format,
+            cost=10,
+            limit=900,
+            options={
+                "target_lufs": Option(
+                    float, -14.0, -30.0, -6.0, help="integrated loudness of the output, LUFS"
+                ),
+                "ceiling_dbtp": Option(float, -1.0, -6.0, 0.0, help="true-peak ceiling of the output, dBTP"),
+                "format": _format,
+            },
         ),
-        _long("separate/2stem", "audioq.separation.separate_2stem", "sep2-1", 1800, format=_format),
-        _long("separate/4stem", "audioq.separation.separate_4stem", "sep4-1", 1800, format=_format),
+        _long(
+            "separate/2stem",
+            "audioq.separation.separate_2stem",
+            "sep2-1",
+            cost=20,
+            limit=1800,
+            options={"format": _format},
+        ),
+        _long(
+            "separate/4stem",
+            "audioq.separation.separate_4stem",
+            "sep4-1",
+            cost=30,
+            limit=1800,
+            options={"format": _format},
+        ),
         _long(
             "transcribe",
             "audioq.transcription.transcribe_notes",
             "notes-1",
-            1200,
+            cost=10,
+            limit=1200,
             check=_check_midi_range,
-            **_transcription_options,
+            options=_transcription_options,
         ),
         _long(
             "segment-transcribe",
             "audioq.transcription.segment_transcribe",
             "segments-1",
-            1200,
+            cost=12,
+            limit=1200,
             check=_check_midi_range,
-            **_transcription_options,
+            options=_transcription_options,
         ),
         # The tasks dialect's one separation run per task (POST /tasks):
         # ``targets`` is "model=fmt,fmt;model=fmt", built and checked by that front.
-        dataclasses.replace(
-            _long(
-                "tasks/separate",
-                "audioq.separation.separate_targets",
-                "targets-1",
-                1800,
-                targets=Option(str, "", help="model=format,...;..."),
-            ),
+        _long(
+            "tasks/separate",
+            "audioq.separation.separate_targets",
+            "targets-1",
+            cost=30,
+            limit=1800,
+            options={"targets": Option(str, "", help="model=format,...;...")},
             public=False,
+            document="task",
+            bills_as=_targets_bill_as,
         ),
     ]
 }
@@ -231,6 +322,18 @@ def get(name: str) -> Operation:
         return OPERATIONS[name]
     except KeyError:
         raise ApiError(404, f"Unknown operation {name!r}", "unknown_operation") from None
+
+
+def cost(op: Operation, options: Mapping[str, object], overrides: Mapping[str, int]) -> int:
+    """Credits a job of ``op`` with ``options`` costs: the registry's default,
+    unless the operator set ``AUDIOQ_COST_<OP>`` (``overrides``, by op name)."""
+    name = op.bills_as(options) if op.bills_as else op.name
+    return overrides.get(name, OPERATIONS[name].cost)
+
+
+def cost_env_name(op_name: str) -> str:
+    """``AUDIOQ_COST_KEY_BPM`` for ``key-bpm``, ``AUDIOQ_COST_SEPARATE_2STEM`` ..."""
+    return "AUDIOQ_COST_" + op_name.upper().replace("-", "_").replace("/", "_")
 
 
 def longest_time_limit() -> int:

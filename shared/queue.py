@@ -11,8 +11,6 @@ from celery import Celery
 from shared import operations
 from shared.settings import Settings
 
-QUEUES = ("analysis", "heavy", "maintenance")
-
 
 def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:
     app = Celery("audioq", broker=settings.effective_broker_url, include=include or [])

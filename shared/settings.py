@@ -1,9 +1,9 @@
 """All configuration, read once from ``AUDIOQ_*`` environment variables.
 
 This is the only module that looks at the environment. Everything else takes
-a ``Settings`` object. Booleans are parsed strictly (``true``/``false``,
-``1``/``0``, ``yes``/``no``); anything else is a configuration error rather
-than a silent default. S3 credentials have no default here: the local-dev
+a ``Settings`` object. Booleans accept exactly ``true``/``false``,
+``1``/``0``, ``yes``/``no`` and ``on``/``off`` (any case); anything else is a
+configuration error rather than a silent default. S3 credentials have no default here: the local-dev
 launcher (``audioq stack up``) and the test fixtures provide them.
 """
 
@@ -14,6 +14,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
+
+from shared import operations
 
 MB = 1024 * 1024
 HOUR = 3600
@@ -38,28 +40,6 @@ def _default_plans() -> dict[str, Plan]:
         "pro": Plan("pro", 50 * MB, 7 * DAY, True),
         "enterprise": Plan("enterprise", 500 * MB, 7 * DAY, False),
     }
-
-
-DEFAULT_COSTS = {
-    "bpm": 1,
-    "key": 1,
-    "lufs": 1,
-    "key-bpm": 2,
-    "beatgrid": 2,
-    "chords": 3,
-    "pitch": 3,
-    "identify": 2,
-    "analyze/upload": 6,
-    "master": 10,
-    "separate/2stem": 20,
-    "separate/4stem": 30,
-    "transcribe": 10,
-    "segment-transcribe": 12,
-}
-
-
-def cost_env_name(op: str) -> str:
-    return "AUDIOQ_COST_" + op.upper().replace("-", "_").replace("/", "_")
 
 
 @dataclass(frozen=True)
@@ -89,8 +69,9 @@ class Settings:
     log_level: str = "INFO"
     # Fast operations answer synchronously, waiting up to this long for the job.
     sync_wait_s: float = 15.0
-    # Credits per operation (AUDIOQ_COST_<OP>, e.g. AUDIOQ_COST_KEY_BPM).
-    costs: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_COSTS))
+    # Credits per operation where the operator overrides the registry's
+    # default (AUDIOQ_COST_<OP>, e.g. AUDIOQ_COST_KEY_BPM), by operation name.
+    cost_overrides: dict[str, int] = field(default_factory=dict)
     # Finished job records are kept this long.
     job_ttl_s: int = 7 * DAY
     # A queued job that no worker picked up by then is failed and refunded.
@@ -111,6 +92,10 @@ class Settings:
 
     def plan(self, name: str) -> Plan:
         return self.plans[name]
+
+    def cost(self, op: operations.Operation, options: Mapping[str, object]) -> int:
+        """Credits a job of ``op`` costs (the registry's default unless overridden)."""
+        return operations.cost(op, options, self.cost_overrides)
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -150,7 +135,7 @@ class Settings:
             upload_part_bytes=max(5 * MB, _int(env, "AUDIOQ_UPLOAD_PART_MB", 5) * MB),
             log_level=get("LOG_LEVEL", d.log_level).upper(),
             sync_wait_s=_float(env, "AUDIOQ_SYNC_WAIT_S", d.sync_wait_s),
-            costs={op: _int(env, cost_env_name(op), c) for op, c in DEFAULT_COSTS.items()},
+            cost_overrides=_cost_overrides(env),
             job_ttl_s=_int(env, "AUDIOQ_JOB_TTL_S", d.job_ttl_s),
             job_queue_timeout_s=_int(env, "AUDIOQ_JOB_QUEUE_TIMEOUT_S", d.job_queue_timeout_s),
             model_dir=model_dir_from_env(env),
@@ -165,6 +150,23 @@ class Settings:
         except ValueError as e:
             raise ConfigError(f"AUDIOQ_FETCH_ALLOWLIST: {e}") from None
         return s
+
+
+def _cost_overrides(env: Mapping[str, str]) -> dict[str, int]:
+    """``AUDIOQ_COST_<OP>`` for the registry's operations; a name that matches
+    none is a typo, refused rather than silently ignored."""
+    by_env = {operations.cost_env_name(name): name for name in operations.OPERATIONS}
+    out: dict[str, int] = {}
+    for var in env:
+        if not var.startswith("AUDIOQ_COST_"):
+            continue
+        if var not in by_env:
+            raise ConfigError(f"{var} names no operation; known: {', '.join(sorted(by_env))}")
+        value = _int(env, var, 0)
+        if value < 0:
+            raise ConfigError(f"{var} must be zero or more, got {value}")
+        out[by_env[var]] = value
+    return out
 
 
 def model_dir_from_env(environ: Mapping[str, str] | None = None) -> str:

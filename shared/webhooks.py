@@ -23,10 +23,11 @@ Other headers:
   already handled or a document older than it cares for.
 
 Delivery is one attempt per :func:`deliver` call; the retry policy lives in
-the caller's Celery task (``autoretry_for=(DeliveryError,)``, backoff, a
-bound). The address guard of :mod:`shared.urlfetch` applies (scheme,
-non-public addresses, allowlist, pinned connection, deadline); redirects are
-not followed — a 3xx is returned like any other final answer.
+the caller's Celery task (``workers/tasks/callbacks.py`` retries by hand with
+exponential backoff, honouring ``Retry-After``, up to a bound). The address
+guard of :mod:`shared.urlfetch` applies (scheme, non-public addresses,
+allowlist, pinned connection, deadline); redirects are not followed — a 3xx
+is returned like any other final answer.
 """
 
 from __future__ import annotations

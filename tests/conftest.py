@@ -15,6 +15,7 @@ import pytest
 
 from ops import services
 from shared import db, keys
+from shared.queue import make_celery
 from shared.settings import Settings
 from shared.storage import Storage
 
@@ -151,13 +152,18 @@ def _child_env(stack_env: dict[str, str], extra: dict[str, str] | None = None) -
 
 
 @pytest.fixture(scope="session")
-def worker(stack_env, service_dir, base_settings):
+def celery_app(base_settings):
+    """A Celery client of the test stack's broker (as the API has one): sends
+    tasks by name and controls workers."""
+    return make_celery(base_settings)
+
+
+@pytest.fixture(scope="session")
+def worker(stack_env, service_dir, celery_app):
     """A real Celery worker on every queue (prefork, 2 processes)."""
     log = service_dir / "worker.log"
     p = services.spawn(services.celery_worker_cmd(concurrency=2), log, env=_child_env(stack_env), cwd=ROOT)
     try:
-        from workers.app import app as celery_app
-
         services.wait_celery(celery_app, p, log)
         yield services.Proc("worker", p, {}, log)
     finally:

@@ -139,10 +139,10 @@ def test_analyze_upload_bundles_the_individual_results(client, api_key, worker, 
     assert bundle["lufs"] == strip(singles["lufs"])
     assert bundle["beatgrid"] == strip(singles["beatgrid"])
     assert bundle["chords"] == singles["chords"]["chords"]
-    from shared.settings import DEFAULT_COSTS
+    from shared.operations import OPERATIONS
 
-    parts = sum(DEFAULT_COSTS[op] for op in ("bpm", "key", "lufs", "beatgrid", "chords"))
-    assert doc["_meta"]["credits_used"] == DEFAULT_COSTS["analyze/upload"] < parts
+    parts = sum(OPERATIONS[op].cost for op in ("bpm", "key", "lufs", "beatgrid", "chords"))
+    assert doc["_meta"]["credits_used"] == OPERATIONS["analyze/upload"].cost < parts
 
 
 def test_a_twenty_minute_file(client, api_key, worker):

@@ -91,8 +91,8 @@ def test_web_runs_gunicorn_gevent(compose):
     argv = _argv(_services(compose)["web"]["command"])
     assert argv[0] == "gunicorn" or argv[:3] == ["python", "-m", "gunicorn"], argv
     assert "web:create_app()" in argv, argv
-    assert _option(argv, "-c", "--config") == "python:web.gunicorn_conf", argv
-    from web import gunicorn_conf
+    assert _option(argv, "-c", "--config") == "python:ops.gunicorn_conf", argv
+    from ops import gunicorn_conf
 
     assert gunicorn_conf.worker_class == "gevent"
 
@@ -149,6 +149,6 @@ def test_dockerfile_cmd_uses_gevent():
     assert len(cmds) == 1, cmds
     cmd = cmds[0]
     assert "gunicorn" in cmd and "web:create_app()" in cmd, cmd
-    assert "python:web.gunicorn_conf" in cmd, cmd
+    assert "python:ops.gunicorn_conf" in cmd, cmd
     assert "0.0.0.0:8000" in cmd, cmd
     assert re.search(r"^USER\s+(?!root\b)\S+", text, re.M), "the image must run as a non-root user"

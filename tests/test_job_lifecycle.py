@@ -8,6 +8,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import db, jobs, keys, operations
 from shared.errors import ApiError
+from workers.runner import run_job
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def job_on_asset(client, api_key, upload, r, settings):
         op = operations.get(op_name)
         sub = jobs.submit(
             r, owner=key.id, op=op, options=op.parse_options({}), asset_id=aid, sha256=sha,
-            cost=settings.costs[op_name], billed=True, trace_id="t", queue_timeout_s=60, job_ttl_s=60,
+            cost=settings.cost(op, {}), billed=True, trace_id="t", queue_timeout_s=60, job_ttl_s=60,
         )  # fmt: skip
         return key, sub.job
 
@@ -29,8 +30,6 @@ def job_on_asset(client, api_key, upload, r, settings):
 
 
 def _run(job, compute):
-    from workers.runner import run_job
-
     run_job(operations.get(job.op), compute, job.id)
 
 

@@ -135,8 +135,7 @@ def test_respond_async_then_poll(client, api_key, worker, drums_120):
     assert resp.status_code == 202
     body = resp.get_json()
     assert set(body) == {"job_id", "op", "status", "poll_url", "asset_id", "asset_expires_at", "_meta"}
-    assert resp.headers["Location"] == f"/v1/jobs/{body['job_id']}"
-    assert body["poll_url"].endswith(resp.headers["Location"])
+    assert resp.headers["Location"] == body["poll_url"] == f"http://testserver/v1/jobs/{body['job_id']}"
     assert body["_meta"]["credits_reserved"] == 1
     assert body["status"] in ("queued", "running")
     doc = poll(client, key, body["job_id"])
@@ -211,10 +210,8 @@ def test_insufficient_credits(client, api_key, upload):
 
 
 @pytest.fixture
-def paused_worker(worker):
+def paused_worker(worker, celery_app):
     """The worker stops taking analysis jobs, so submitted jobs stay queued."""
-    from workers.app import app as celery_app
-
     celery_app.control.cancel_consumer("analysis", reply=True, timeout=5, limit=1)
     try:
         yield
@@ -251,9 +248,7 @@ def test_cancel_queued_job_refunds(client, api_key, upload, r, paused_worker):
     assert again.status_code == 409
 
 
-def test_cancelled_job_is_not_run_later(client, api_key, upload, r, worker):
-    from workers.app import app as celery_app
-
+def test_cancelled_job_is_not_run_later(client, api_key, upload, r, worker, celery_app):
     key = api_key(credits=3)
     aid = upload(key, wav(1.0, seed=46))
     celery_app.control.cancel_consumer("analysis", reply=True, timeout=5, limit=1)

@@ -47,7 +47,7 @@ def mix():
 def submit(client, key, op: str, data: bytes, query: str = ""):
     resp = client.post(f"/v1/{op}{query}", data=data, headers={**key.headers, "Content-Type": "audio/wav"})
     assert resp.status_code == 202, resp.get_json()
-    assert resp.headers["Location"] == f"/v1/jobs/{resp.get_json()['job_id']}"
+    assert resp.headers["Location"] == f"http://testserver/v1/jobs/{resp.get_json()['job_id']}"
     return resp.get_json()
 
 

@@ -161,7 +161,7 @@ def test_task_on_asset_all_targets_share_one_run(client, api_key, upload, r, wor
     resp = create(client, key, body)
     assert resp.status_code == 201, resp.get_json()
     doc = resp.get_json()
-    assert resp.headers["Location"] == f"/tasks/{doc['id']}"
+    assert resp.headers["Location"] == f"http://testserver/tasks/{doc['id']}"
     assert doc["status"] in ("queued", "processing") and doc["assetId"] == aid
     assert [t["model"] for t in doc["targets"]] == ["vocals", "instrumental", "drums"]
     assert keys.balance(r, key.id) == 70  # one 4-stem run

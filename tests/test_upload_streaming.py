@@ -129,13 +129,11 @@ def test_concurrent_identical_uploads_make_one_asset(live_api, api_key, storage,
     assert len(r.keys(db.PREFIX + "asset:*")) == 1
 
 
-def test_waiting_requests_do_not_block_the_api(live_api, api_key, worker):
+def test_waiting_requests_do_not_block_the_api(live_api, api_key, worker, celery_app):
     """Five requests waiting on jobs hold no gunicorn worker: with a single
     gevent worker process, /healthz still answers at once meanwhile."""
     import time
     from concurrent.futures import ThreadPoolExecutor
-
-    from workers.app import app as celery_app
 
     key = api_key(credits=20)
     conn = _conn(live_api)

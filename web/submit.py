@@ -17,7 +17,6 @@ def submit_job(
     asset: assets.Asset,
     options: dict,
     *,
-    cost: int | None = None,
     callback_url: str = "",
 ) -> jobs.Submitted:
     """Reserve credits and record the job (or answer it from the cache, or
@@ -32,7 +31,7 @@ def submit_job(
         options=options,
         asset_id=asset.id,
         sha256=asset.sha256,
-        cost=svc.settings.costs[op.name] if cost is None else cost,
+        cost=svc.settings.cost(op, options),
         billed=plan.billed,
         trace_id=g.trace_id,
         queue_timeout_s=svc.settings.job_queue_timeout_s,

@@ -1,31 +1,32 @@
-"""The one Celery app. Start with ``celery -A workers.app worker|beat|flower``."""
+"""The one Celery app of the workers: ``celery -A workers.app worker|beat|flower``.
+
+This module is the only place the worker side reads its settings and builds
+its app. Task modules declare their tasks with ``shared_task`` (see
+``workers/runner.py``) and never import this module; every module of
+``workers/tasks/`` is included, so a new task module needs no edit here.
+"""
 
 from __future__ import annotations
 
 import logging
+import pkgutil
 
 from celery import signals
 
+import workers.tasks
 from shared import logs
 from shared.queue import make_celery
 from shared.settings import Settings
 from shared.storage import Storage
 from workers import context
+from workers.dsp import warmup
 
 settings = Settings.from_env()
+context.configure(settings)
 
-app = make_celery(
-    settings,
-    include=[
-        "workers.tasks.analysis",
-        "workers.tasks.maintenance",
-        "workers.tasks.callbacks",
-        "workers.tasks.identify",
-        "workers.tasks.mastering",
-        "workers.tasks.separation",
-        "workers.tasks.transcription",
-    ],
-)
+TASK_MODULES = sorted(f"workers.tasks.{m.name}" for m in pkgutil.iter_modules(workers.tasks.__path__))
+
+app = make_celery(settings, include=TASK_MODULES)
 app.conf.beat_schedule = {
     "expire-assets": {
         "task": "audioq.maintenance.expire_assets",
@@ -57,10 +58,8 @@ def _prepare_storage(**_: object) -> None:
 @signals.worker_process_init.connect
 def _warm_up(**_: object) -> None:
     """Pay JIT compilation and first-call costs before the first job, not in it."""
-    context.get.cache_clear()  # connections are per process, never inherited
-    from workers.tasks import analysis
-
-    analysis.warmup()
+    context.reset()  # connections are per process, never inherited
+    warmup.warm_up()
 
 
 @signals.task_prerun.connect

@@ -7,7 +7,10 @@ A task module declares only the computation::
         return tempo.estimate_tempo(audio.mono(), audio.analysis_sr).to_dict()
 
 and ``job_task`` turns it into a Celery task named, queued and time-limited
-as the operation's registry entry says. The task takes a job id, checks the
+as the operation's registry entry says. Tasks are declared with
+``shared_task``: importing this module builds no Celery app and reads no
+environment, so the computations can be imported (and benchmarked) alone;
+``workers.app`` builds the one app and the tasks attach to it. The task takes a job id, checks the
 job's state before acting (a finished or cancelled job is not redone; a
 redelivered one restarts), downloads and decodes the source once, calls the
 computation, stores the result, and always leaves a final state: failures
@@ -16,7 +19,6 @@ that are not the caller's fault are refunded, then re-raised.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
@@ -29,12 +31,12 @@ from typing import Any
 import numpy as np
 import redis
 import soxr
+from celery import Celery, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import assets, audio, db, jobs, logs, operations, outputs, queue
 from shared.errors import ApiError, ObjectNotFound, StorageError
 from workers import codec, context
-from workers.app import app
 from workers.dsp import features
 from workers.dsp.errors import DspError, OptionOutOfRange
 
@@ -57,21 +59,28 @@ class Audio:
     def __init__(self, path: Path, info: audio.AudioInfo) -> None:
         self.path = path
         self.info = info
+        # Decoded views live on the instance, so they die with it when the
+        # job ends (a cache on the class would keep the last jobs' arrays).
+        self._native: tuple[np.ndarray, int] | None = None
+        self._mono: dict[int, np.ndarray] = {}
 
-    @functools.cached_property
+    @property
     def native(self) -> tuple[np.ndarray, int]:
         """(samples (frames, channels) float32, sample rate) as stored."""
-        return codec.decode(self.path, self.info)
+        if self._native is None:
+            self._native = codec.decode(self.path, self.info)
+        return self._native
 
-    @functools.lru_cache(maxsize=2)  # noqa: B019 - one Audio per job, freed with it
     def mono(self, sr: int = ANALYSIS_SR) -> np.ndarray:
         """Downmixed float32 mono at ``sr`` Hz (soxr, high quality)."""
-        x, native_sr = self.native
-        # A matrix-vector product downmixes ~10x faster than mean(axis=1).
-        y = x @ np.full(x.shape[1], 1.0 / x.shape[1], np.float32) if x.shape[1] > 1 else x[:, 0]
-        if native_sr != sr:
-            y = soxr.resample(y, native_sr, sr, quality="HQ").astype(np.float32, copy=False)
-        return np.ascontiguousarray(y, dtype=np.float32)
+        if sr not in self._mono:
+            x, native_sr = self.native
+            # A matrix-vector product downmixes ~10x faster than mean(axis=1).
+            y = x @ np.full(x.shape[1], 1.0 / x.shape[1], np.float32) if x.shape[1] > 1 else x[:, 0]
+            if native_sr != sr:
+                y = soxr.resample(y, native_sr, sr, quality="HQ").astype(np.float32, copy=False)
+            self._mono[sr] = np.ascontiguousarray(y, dtype=np.float32)
+        return self._mono[sr]
 
 
 @dataclass
@@ -101,7 +110,7 @@ def job_task(op_name: str) -> Callable[[Compute], Any]:
     op = operations.get(op_name)
 
     def decorate(compute: Compute):
-        @app.task(
+        @shared_task(
             name=op.task,
             bind=True,
             queue=op.queue,
@@ -113,18 +122,28 @@ def job_task(op_name: str) -> Callable[[Compute], Any]:
             retry_backoff_max=30,
             max_retries=3,
         )
-        @functools.wraps(compute)
         def task(self, job_id: str) -> None:
             final_try = self.request.retries >= self.max_retries
-            run_job(op, compute, job_id, final_try=final_try)
+            run_job(op, compute, job_id, final_try=final_try, notify=self.app)
 
-        task.compute = compute
+        task.__doc__ = compute.__doc__
+        task.compute = compute  # type: ignore[attr-defined]  # benchmarks and tests call it directly
         return task
 
     return decorate
 
 
-def run_job(op: operations.Operation, compute: Compute, job_id: str, *, final_try: bool = True) -> None:
+def run_job(
+    op: operations.Operation,
+    compute: Compute,
+    job_id: str,
+    *,
+    final_try: bool = True,
+    notify: Celery | None = None,
+) -> None:
+    """Run one job: the lifecycle described in the module docstring.
+    ``notify``: the app that queues the callback of a finished job (the
+    task's own app; None to skip, as in-process tests do)."""
     ctx = context.get()
     r = ctx.redis
     state = jobs.start(r, job_id, hard_limit_s=op.time_limit, worker=f"{socket.gethostname()}:{os.getpid()}")
@@ -136,8 +155,8 @@ def run_job(op: operations.Operation, compute: Compute, job_id: str, *, final_tr
     try:
         _run(op, compute, job, final_try)
     finally:
-        if job.callback_url and jobs.get_any(r, job_id).finished:
-            queue.notify(app, job_id)
+        if notify is not None and job.callback_url and jobs.get_any(r, job_id).finished:
+            queue.notify(notify, job_id)
 
 
 def _run(op: operations.Operation, compute: Compute, job: jobs.Job, final_try: bool) -> None:

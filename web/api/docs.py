@@ -116,7 +116,7 @@ def spec() -> dict:
         props = {"asset_id": {"type": "string"}} | {n: _option_schema(o) for n, o in op.options.items()}
         paths[f"/v1/{op.name}"] = {
             "post": {
-                "summary": f"{op.name} ({settings.costs[op.name]} credits; "
+                "summary": f"{op.name} ({settings.cost(op, {})} credits; "
                 + ("answers synchronously by default)" if op.sync else "answers 202 at once)"),
                 "parameters": [
                     {

@@ -80,7 +80,7 @@ def _input(op: operations.Operation) -> tuple[assets.Asset, dict, str]:
         options = op.parse_options(query)
         callback_url = callback_target(callback)
         uploads.admit()
-        asset, _ = uploads.store(request.stream.read, query=op.name == "identify")
+        asset, _ = uploads.store(request.stream.read, query=op.query_input)
         return asset, options, callback_url
     if not has_body and query_asset:
         options = op.parse_options(query)
@@ -144,7 +144,7 @@ def _respond(job: jobs.Job, asset: assets.Asset, applied: list[str]):
         "asset_expires_at": expires_at,
         "_meta": _meta(job, remaining, credits_reserved=job.cost if job.billed else 0),
     }
-    return jsonify(body), 202, {**headers, "Location": f"/v1/jobs/{job.id}"}
+    return jsonify(body), 202, {**headers, "Location": _poll_url(job.id)}
 
 
 # ------------------------------------------------------------------ routes

@@ -23,7 +23,6 @@ bp.before_request(auth.require_key)
 
 OP = "tasks/separate"
 FIELDS = ("assetId", "url", "targets", "callbackUrl", "callback_url")
-FOUR_STEM_MODELS = {"drums", "bass", "other"}
 NOT_FOUND = "Cannot find task"
 
 
@@ -40,8 +39,8 @@ def _targets(raw: object) -> dict[str, list[str]]:
         if extra:
             raise ApiError(400, f"{where} has an unknown field {extra[0]!r}; allowed: model, formats")
         model, formats = t.get("model"), t.get("formats")
-        if model not in documents.TASK_MODELS:
-            raise ApiError(400, f"{where}.model must be one of {', '.join(documents.TASK_MODELS)}")
+        if model not in operations.TASK_MODELS:
+            raise ApiError(400, f"{where}.model must be one of {', '.join(operations.TASK_MODELS)}")
         if model in out:
             raise ApiError(400, f"{where}.model {model!r} is asked for twice; list its formats once")
         if not isinstance(formats, list) or not formats:
@@ -89,18 +88,21 @@ def create_task():
     field = "callback_url" if "callback_url" in body else "callbackUrl"
     callback_url = callback_target(body.get(field), field)
     op = operations.get(OP)
-    options = op.parse_options({"targets": documents.format_targets(targets)})
+    options = op.parse_options({"targets": operations.format_targets(targets)})
     if "assetId" in body:
         if not isinstance(body["assetId"], str):
             raise ApiError(400, "'assetId' must be a string")
         asset = assets.get(svc.redis, g.key.id, body["assetId"])
     else:
         asset = _fetch(body["url"])
-    stems = "separate/4stem" if FOUR_STEM_MODELS & set(targets) else "separate/2stem"
-    sub = submit_job(op, asset, options, cost=svc.settings.costs[stems], callback_url=callback_url)
+    sub = submit_job(op, asset, options, callback_url=callback_url)
     svc.redis.zadd(db.owner_tasks_key(g.key.id), {sub.job.id: sub.job.created_at})
     doc = documents.task_document(svc.redis, svc.storage, sub.job)
-    return jsonify(doc), 200 if sub.replay else 201, {"Location": f"/tasks/{sub.job.id}"}
+    return (
+        jsonify(doc),
+        200 if sub.replay else 201,
+        {"Location": f"{svc.settings.public_url}/tasks/{sub.job.id}"},
+    )
 
 
 def _task(task_id: str) -> jobs.Job:

@@ -83,13 +83,3 @@ def analyze_track(audio: Audio, options: dict, ctx: JobContext) -> dict:
         "beatgrid": grid.to_dict(),
         **chord_list.to_dict(),
     }
-
-
-def warmup() -> None:
-    """First-call costs (JIT, FFT plans) paid at worker start."""
-    from workers.dsp import mastering
-
-    for module in (tempo, key, loudness, beats, chords, pitch, mastering):
-        fn = getattr(module, "warmup", None)
-        if fn is not None:
-            fn()

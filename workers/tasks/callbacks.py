@@ -10,17 +10,18 @@ from __future__ import annotations
 import json
 import logging
 
-from shared import db, documents, jobs, keys, queue, webhooks
+from celery import shared_task
+
+from shared import documents, jobs, keys, queue, webhooks
 from shared.errors import ApiError
 from workers import context
-from workers.app import app
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 600
 
 
-@app.task(name=queue.CALLBACK_TASK, bind=True, acks_late=True, max_retries=None)
+@shared_task(name=queue.CALLBACK_TASK, bind=True, acks_late=True, max_retries=None)
 def deliver_callback(self, job_id: str, document: str | None = None) -> None:
     """``document``: the body of the first attempt, so that every retry sends
     the same bytes (links in it are signed once, valid until the asset expires)."""
@@ -33,11 +34,7 @@ def deliver_callback(self, job_id: str, document: str | None = None) -> None:
     if not job.callback_url or not job.finished:
         return
     if document is None:
-        if job.op == "tasks/separate":
-            doc = documents.task_document(r, ctx.storage, job)
-        else:
-            doc = documents.job_document(r, ctx.storage, job)
-        document = json.dumps(doc, separators=(",", ":"))
+        document = json.dumps(documents.render(r, ctx.storage, job), separators=(",", ":"))
     body = document.encode()
     attempt = self.request.retries + 1
     try:
@@ -51,15 +48,11 @@ def deliver_callback(self, job_id: str, document: str | None = None) -> None:
         outcome = f"delivered: HTTP {status}" if status < 400 else f"refused by the receiver: HTTP {status}"
     except webhooks.DeliveryError as e:
         if attempt < ctx.settings.callback_attempts:
-            _record(r, job_id, f"attempt {attempt} failed: {e}; retrying")
+            jobs.record_callback(r, job_id, f"attempt {attempt} failed: {e}; retrying")
             wait = e.retry_after if e.retry_after is not None else 2 ** (attempt - 1)
             raise self.retry(args=[job_id, document], exc=e, countdown=min(MAX_BACKOFF_S, wait)) from None
         outcome = f"gave up after {attempt} attempts: {e}"
     except ApiError as e:  # the URL is not allowed (any more): never retried
         outcome = f"not sent: {e.message}"
-    _record(r, job_id, outcome)
+    jobs.record_callback(r, job_id, outcome)
     log.info("callback of %s: %s", job_id, outcome)
-
-
-def _record(r, job_id: str, outcome: str) -> None:
-    r.hset(db.job_key(job_id), "callback_status", outcome)

@@ -14,10 +14,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from celery import shared_task
+
 from shared import assets, db, fingerprints, queue
 from shared.errors import ApiError
 from workers import context
-from workers.app import app
 from workers.dsp import fingerprint
 from workers.runner import TRANSIENT, Audio, JobContext, audio_info, job_task
 
@@ -34,7 +35,7 @@ def _index(asset: assets.Asset) -> None:
         fingerprints.add(ctx.redis, asset.owner, asset.id, prints, ttl_s=ttl)
 
 
-@app.task(
+@shared_task(
     name=queue.INDEX_TASK,
     acks_late=True,
     autoretry_for=TRANSIENT,

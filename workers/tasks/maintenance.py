@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 
 import redis
+from celery import shared_task
 
 from shared import assets, jobs
 from shared.errors import StorageError
 from workers import context
-from workers.app import app
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ _TRANSIENT = (StorageError, redis.ConnectionError, redis.TimeoutError)
 _RELIABLE = {"acks_late": True, "autoretry_for": _TRANSIENT, "retry_backoff": True, "max_retries": 3}
 
 
-@app.task(
+@shared_task(
     name="audioq.maintenance.expire_assets",
     soft_time_limit=300,
     time_limit=360,
@@ -34,7 +34,7 @@ def expire_assets() -> int:
     return n
 
 
-@app.task(
+@shared_task(
     name="audioq.maintenance.reconcile_storage",
     soft_time_limit=1800,
     time_limit=1900,
@@ -49,7 +49,7 @@ def reconcile_storage() -> int:
     return n
 
 
-@app.task(
+@shared_task(
     name="audioq.maintenance.fail_overdue_jobs",
     soft_time_limit=120,
     time_limit=150,

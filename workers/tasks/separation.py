@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import documents
+from shared import operations
 from workers import codec, context
 from workers.dsp import separation
 from workers.dsp.spleeter import SpleeterModel
@@ -78,9 +78,8 @@ def separate_4stem(audio: Audio, options: dict, ctx: JobContext) -> dict:
 @job_task("tasks/separate")
 def separate_targets(audio: Audio, options: dict, ctx: JobContext) -> dict:
     """The tasks dialect: ``instrumental`` is everything but the vocals."""
-    targets = documents.parse_targets(options["targets"])
-    n_stems = 4 if {"drums", "bass", "other"} & set(targets) else 2
-    sep = _separate(audio, ctx, n_stems)
+    targets = operations.parse_targets(options["targets"])
+    sep = _separate(audio, ctx, operations.stems_needed(targets))
     stems = dict(sep.stems)
     stems["instrumental"] = stems.get("accompaniment")
     if stems["instrumental"] is None:

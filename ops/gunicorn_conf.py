@@ -1,4 +1,4 @@
-"""gunicorn settings: ``gunicorn -c python:web.gunicorn_conf 'web:create_app()'``.
+"""gunicorn settings: ``gunicorn -c python:ops.gunicorn_conf 'web:create_app()'``.
 
 gevent workers: a request that waits for a job (``Prefer: wait``, the
 synchronous default of fast operations) parks a greenlet, not an OS worker,
