@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import resource
 import shutil
 import statistics
@@ -51,18 +50,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# The script's own folder comes first on sys.path, and bench/ holds modules
-# (queue.py) named like the standard library's, which librosa's imports would
-# pick up: drop the folder, add the project root and tests/ (for synth).
-_HERE = os.path.dirname(os.path.realpath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE]
+# The project root and tests/ (for synth).
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-# workers.runner imports the Celery app, whose settings insist on S3
-# credentials. Nothing here connects to anything; placeholders let it import.
-os.environ.setdefault("AUDIOQ_S3_ACCESS_KEY", "bench-unused")
-os.environ.setdefault("AUDIOQ_S3_SECRET_KEY", "bench-unused")
 
 import numpy as np  # noqa: E402
 import soundfile  # noqa: E402

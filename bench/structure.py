@@ -53,10 +53,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-# Drop the script's own folder from sys.path (bench/queue.py would shadow
-# the standard library's queue), add the project root.
-_HERE = os.path.dirname(os.path.realpath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE]
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 

@@ -23,7 +23,7 @@ Percentiles are numpy's linear interpolation. Target: API p50 under 15 ms.
 
 Run from the repository root::
 
-    .venv/bin/python bench/queue.py [--json] [--n 500]
+      .venv/bin/python bench/roundtrip.py [--json] [--n 500]
 """
 
 from __future__ import annotations
@@ -32,10 +32,6 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# This file is named like the standard library's ``queue`` (which kombu and
-# Celery import): take its own folder off the path so it cannot shadow it.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(REPO_ROOT))
 
 import argparse  # noqa: E402
@@ -66,7 +62,7 @@ WARMUP = 20
 CREDITS = 1_000_000
 NOOP_MODULE = "audioq_bench_noop"
 
-NOOP_SOURCE = '''"""A minimal Celery app for bench/queue.py: one no-op task, results kept."""
+NOOP_SOURCE = '''"""A minimal Celery app for bench/roundtrip.py: one no-op task, results kept."""
 
 import os
 
