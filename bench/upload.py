@@ -25,9 +25,6 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# bench/queue.py is named like the standard library's queue module: take this
-# folder off the path so imports (redis, celery) get the real one.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(REPO_ROOT))
 
 import argparse  # noqa: E402
