@@ -15,17 +15,16 @@ RUN apt-get update \
 WORKDIR /app
 
 # Only the project sources (never a local .venv, .data or .git).
-COPY pyproject.toml ./
+COPY pyproject.toml constraints.txt ./
 COPY shared ./shared
 COPY web ./web
 COPY workers ./workers
 COPY ops ./ops
-RUN pip install . \
- && pip install --no-deps basic-pitch==0.4.0 \
+RUN pip install -c constraints.txt . \
  && rm -rf build *.egg-info
 
-# Pretrained models, baked into the image (basic-pitch's note model comes
-# with its package; the separation model is converted from its checkpoint).
+# Pretrained models, baked into the image (basic-pitch's note model is
+# copied out of its wheel; the separation model is converted from its checkpoint).
 ENV AUDIOQ_MODEL_DIR=/opt/audioq/models
 RUN audioq models fetch
 

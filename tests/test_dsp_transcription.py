@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import mir_eval
 import numpy as np
@@ -12,11 +13,14 @@ import pretty_midi
 import pytest
 from audiogen import struck_tone as tone
 
+from shared.settings import model_dir_from_env
 from workers.dsp import transcription
 from workers.dsp.errors import OptionOutOfRange, UnprocessableAudio
 from workers.dsp.transcription import NoteModel, Transcription
 
 SR = 22050
+# The model `audioq models fetch` put in the model folder (set-up runs it).
+MODEL = Path(model_dir_from_env()) / transcription.MODEL_FILE
 
 
 def render(notes: list[tuple[float, float, int]], seconds: float, sr: int = SR) -> np.ndarray:
@@ -68,7 +72,7 @@ def onset_scores(ref: list[tuple[float, float, int]], tr: Transcription) -> tupl
 
 @pytest.fixture(scope="module")
 def model() -> NoteModel:
-    return NoteModel.load()
+    return NoteModel.load(MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +87,7 @@ def song_transcribed(model, song) -> Transcription:
 
 
 def test_load_is_once_per_process(model):
-    assert NoteModel.load() is model
+    assert NoteModel.load(MODEL) is model
     assert model.name == "basic-pitch-icassp2022"
 
 

@@ -262,9 +262,10 @@ def test_converted_layers_match_tensorflow_semantics():
 
 def test_fetch_is_idempotent_and_recorded(model_dir: Path):
     onnx_path = model_dir / MODEL_FILE
-    before = onnx_path.stat().st_mtime_ns
-    assert models.fetch_all(model_dir) == [onnx_path]
-    assert onnx_path.stat().st_mtime_ns == before
+    notes = model_dir / models.BASIC_PITCH_FILE
+    before = onnx_path.stat().st_mtime_ns, notes.stat().st_mtime_ns
+    assert models.fetch_all(model_dir) == [notes, onnx_path]
+    assert (onnx_path.stat().st_mtime_ns, notes.stat().st_mtime_ns) == before
     meta = json.loads(onnx_path.with_suffix(".json").read_text())
     assert meta["version"] == models.SPLEETER_VERSION
     assert meta["sha256"] == models._sha256(onnx_path)

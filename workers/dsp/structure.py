@@ -233,8 +233,8 @@ def _bar_chroma(fr: FrameFeatures, edges: np.ndarray) -> np.ndarray:
     """(bars, 24) chroma summed over each bar, unit norm per register."""
     c = np.zeros((len(edges) - 1, 24))
     np.add.at(c, _bar_index(edges, len(fr.chroma), fr.chroma_hop), fr.chroma)
-    c = c.reshape(-1, 2, 12)
-    return (c / np.maximum(np.linalg.norm(c, axis=2, keepdims=True), 1e-9)).reshape(-1, 24)
+    registers = c.reshape(-1, 2, 12)
+    return (registers / np.maximum(np.linalg.norm(registers, axis=2, keepdims=True), 1e-9)).reshape(-1, 24)
 
 
 def bar_features(fr: FrameFeatures, edges: np.ndarray) -> dict[str, np.ndarray]:

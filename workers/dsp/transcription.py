@@ -3,11 +3,13 @@
 Model: Basic Pitch (Bittner, Bosch, Rubinstein, Meseguer-Brocal & Ewert,
 "A lightweight instrument-agnostic model for polyphonic note transcription
 and multipitch estimation", ICASSP 2022), the ``icassp_2022`` checkpoint
-shipped as ``nmp.onnx`` (230 kB) in the ``basic-pitch`` package (Apache-2.0),
-run by onnxruntime on the CPU. Its input is 22.05 kHz mono in windows of
-43 844 samples (2 s less one hop); for every 256-sample hop (11.6 ms,
-86.13 frames/s) it outputs, for the 88 piano keys (MIDI 21–108), a note
-("frame") activation and an onset activation in [0, 1] (and a
+``nmp.onnx`` (230 kB) of the ``basic-pitch`` wheel (Apache-2.0), copied into
+the model folder by ``audioq models fetch`` as :data:`MODEL_FILE`, run by
+onnxruntime on the CPU. The two small helpers of basic-pitch's inference
+code we need are ported below (:func:`_windows`, :func:`_inferred_onsets`).
+Its input is 22.05 kHz mono in windows of 43 844 samples (2 s less one
+hop); for every 256-sample hop (11.6 ms, 86.13 frames/s) it outputs,
+for the 88 piano keys (MIDI 21–108), a note ("frame") activation and an onset activation in [0, 1] (and a
 3-bins-per-semitone contour, unused here: we report no pitch bends).
 
 Windowing, as ``basic_pitch.inference.run_inference`` does it: the signal is
@@ -78,17 +80,13 @@ the input itself (346 MB for 9.3 minutes), in the decoding step.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import io
 import itertools
-import logging
 import math
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import numba
 import numpy as np
@@ -161,49 +159,33 @@ class Transcription:
         return buf.getvalue()
 
 
-@contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    # basic_pitch/__init__.py calls logging.warning() for every backend it
-    # lacks (TensorFlow, CoreML, TFLite). With no handler on the root logger
-    # that call also runs logging.basicConfig(), which would install a stderr
-    # handler in the worker behind the back of its logging set-up.
-    root = logging.getLogger()
-    guard = logging.NullHandler()
-    root.addHandler(guard)
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(previous)
-        root.removeHandler(guard)
+MODEL_FILE = "basic-pitch-nmp.onnx"  # in AUDIOQ_MODEL_DIR: `audioq models fetch` puts it there
 
 
-_import_lock = threading.Lock()
-_modules: dict[str, ModuleType] = {}
+def _windows(padded: np.ndarray) -> Iterator[np.ndarray]:
+    """Windows of ``WINDOW`` samples every ``WINDOW_STEP``, the last one
+    zero-padded, shaped (WINDOW, 1) for the network. A port of
+    ``basic_pitch.inference.window_audio_file`` (Apache-2.0, Spotify AB)."""
+    for i in range(0, len(padded), WINDOW_STEP):
+        window = padded[i : i + WINDOW]
+        if len(window) < WINDOW:
+            window = np.pad(window, (0, WINDOW - len(window)))
+        yield window[:, None]
 
 
-def _basic_pitch() -> tuple[ModuleType, ModuleType]:
-    """``basic_pitch.inference`` and ``basic_pitch.note_creation``, imported
-    on first use (~1 s: librosa, mir_eval, resampy) and quietly."""
-    with _import_lock:
-        if not _modules:
-            with _quiet_root_logger():
-                import basic_pitch.inference
-                import basic_pitch.note_creation
-
-            _modules["inference"] = basic_pitch.inference
-            _modules["note_creation"] = basic_pitch.note_creation
-    return _modules["inference"], _modules["note_creation"]
-
-
-def model_path() -> Path:
-    """Path of ``nmp.onnx`` inside the installed basic-pitch package (found
-    without importing it)."""
-    spec = importlib.util.find_spec("basic_pitch")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("basic-pitch is not installed: pip install --no-deps basic-pitch==0.4.0")
-    return Path(next(iter(spec.submodule_search_locations))) / "saved_models" / "icassp_2022" / "nmp.onnx"
+def _inferred_onsets(onset: np.ndarray, note: np.ndarray, n_diff: int = 2) -> np.ndarray:
+    """Onsets where the note activation rises sharply, rescaled to the onset
+    activation's maximum, combined (max) with the onset activation. A port of
+    ``basic_pitch.note_creation.get_infered_onsets`` (Apache-2.0, Spotify AB)."""
+    diffs = []
+    for n in range(1, n_diff + 1):
+        shifted = np.concatenate([np.zeros((n, note.shape[1])), note])
+        diffs.append(shifted[n:, :] - shifted[:-n, :])
+    rise = np.min(diffs, axis=0)
+    rise[rise < 0] = 0
+    rise[:n_diff, :] = 0
+    rise = np.max(onset) * rise / np.max(rise)
+    return np.max([onset, rise], axis=0)
 
 
 def frame_times(n_frames: int) -> np.ndarray:
@@ -247,13 +229,14 @@ class NoteModel:
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     @classmethod
-    def load(cls) -> NoteModel:
-        """The model of the installed basic-pitch package; one instance per
-        process (later calls return the first), so the session is built once."""
+    def load(cls, path: str | Path) -> NoteModel:
+        """The model at ``path`` (``MODEL_FILE`` in the model folder); one
+        instance per path and process, so the session is built once."""
+        key = str(path)
         with _load_lock:
-            if cls not in _loaded:
-                _loaded[cls] = cls(model_path())
-            return _loaded[cls]
+            if key not in _loaded:
+                _loaded[key] = cls(path)
+            return _loaded[key]
 
     def activations(
         self, y: np.ndarray, progress: Callable[[float], None] | None = None
@@ -261,10 +244,9 @@ class NoteModel:
         """Note and onset activations, each (n_frames, 88) float32 in [0, 1],
         of 22.05 kHz mono ``y``; frame times from :func:`frame_times`. Frames
         centred beyond the end of ``y`` are dropped."""
-        inference, _ = _basic_pitch()
         padded = np.concatenate([np.zeros(OVERLAP_FRAMES * HOP // 2, np.float32), y.astype(np.float32)])
         n_windows = math.ceil(len(padded) / WINDOW_STEP)
-        windows = (w for w, _ in inference.window_audio_file(padded, WINDOW_STEP))
+        windows = _windows(padded)
         note, onset = [], []
         half = OVERLAP_FRAMES // 2
         done = 0
@@ -367,7 +349,7 @@ class NoteModel:
 
 
 _load_lock = threading.Lock()
-_loaded: dict[type, NoteModel] = {}
+_loaded: dict[str, NoteModel] = {}
 
 
 def decode_notes(
@@ -392,11 +374,10 @@ def decode_notes(
     only ever drop to zero there, so the strongest remaining one is the next
     of a single descending sort that has not been zeroed yet.
     """
-    _, note_creation = _basic_pitch()
     note = np.ascontiguousarray(note, dtype=np.float64)
     onset = np.asarray(onset, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        onsets = note_creation.get_infered_onsets(onset, note)
+        onsets = _inferred_onsets(onset, note)
     if not np.all(np.isfinite(onsets)):
         # infer_onsets rescales the rises of the note activation by their
         # maximum; with no rise at all (silence, a constant) basic-pitch

@@ -3,17 +3,18 @@
 
 from __future__ import annotations
 
-import functools
+from pathlib import Path
 
 from shared import outputs
+from workers import context
 from workers.dsp import beats, structure
-from workers.dsp.transcription import NoteModel, Transcription
+from workers.dsp.transcription import MODEL_FILE, NoteModel, Transcription
 from workers.runner import Audio, JobContext, job_task
 
 
-@functools.cache
 def _model() -> NoteModel:
-    return NoteModel.load()  # once per worker process
+    """Loaded once per worker process (NoteModel.load caches by path)."""
+    return NoteModel.load(Path(context.get().settings.model_dir) / MODEL_FILE)
 
 
 def _notes(audio: Audio, options: dict, ctx: JobContext, start: float, end: float) -> Transcription:
