@@ -108,7 +108,7 @@ def assets_reconcile(a: argparse.Namespace) -> int:
 def stack_up(a: argparse.Namespace) -> int:
     from ops import stack
 
-    ports = dict(stack.DEFAULT_PORTS, api=a.port)
+    ports = {"api": a.port, "redis": a.redis_port, "s3": a.s3_port, "flower": a.flower_port}
     return stack.up(Path.cwd(), Path(a.data), ports, workers=a.workers)
 
 
@@ -128,6 +128,8 @@ def models_fetch(a: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from ops import stack
+
     p = argparse.ArgumentParser(prog="audioq", description="audioq operator tools")
     sub = p.add_subparsers(dest="group", required=True)
 
@@ -160,9 +162,15 @@ def parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("stack", help="run the whole stack locally").add_subparsers(dest="cmd", required=True)
     up = st.add_parser("up", help="start Redis, S3, API, worker, beat, flower (Ctrl-C stops)")
-    up.add_argument("--port", type=int, default=8000, help="API port")
+    ports = stack.DEFAULT_PORTS
+    up.add_argument("--port", type=int, default=ports["api"], help="API port (default %(default)s)")
+    up.add_argument("--redis-port", type=int, default=ports["redis"], help="Redis port (default %(default)s)")
+    up.add_argument("--s3-port", type=int, default=ports["s3"], help="S3 port (default %(default)s)")
+    up.add_argument(
+        "--flower-port", type=int, default=ports["flower"], help="Flower port (default %(default)s)"
+    )
     up.add_argument("--data", default=".data", help="folder for data and logs")
-    up.add_argument("--workers", type=int, default=2)
+    up.add_argument("--workers", type=int, default=2, help="API and fast-worker processes (default 2)")
     up.set_defaults(func=stack_up)
     dn = st.add_parser("down", help="stop a stack started from this folder")
     dn.add_argument("--data", default=".data")

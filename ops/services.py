@@ -256,11 +256,18 @@ def stack_env(
     }
 
 
-def celery_worker_cmd(concurrency: int = 2, queues: str = "analysis,heavy,maintenance") -> list[str]:
-    return [
+def celery_worker_cmd(
+    concurrency: int = 2, queues: str = "analysis,heavy,maintenance", name: str = ""
+) -> list[str]:
+    """A worker on ``queues``; ``name`` makes its node name unique on the
+    host (``name@host``) when several pools run side by side."""
+    cmd = [
         sys.executable, "-m", "celery", "-A", "workers.app", "worker",
         "-Q", queues, "-c", str(concurrency), "-E", "--loglevel=INFO",
     ]  # fmt: skip
+    if name:
+        cmd += ["-n", f"{name}@%h"]
+    return cmd
 
 
 def wait_http(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 30) -> None:

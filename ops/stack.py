@@ -1,9 +1,11 @@
 """The whole stack on one machine, without Docker: ``audioq stack up``.
 
-Redis (AOF on), the S3 server, the API under gunicorn (gevent workers), a
-Celery worker on every queue, Celery beat and Flower, all as child processes
-with their data and logs under one folder (``.data/`` by default, git-ignored).
-Ctrl-C, or ``audioq stack down`` from another shell, stops them all.
+Redis (AOF on), the S3 server, the API under gunicorn (gevent workers), two
+Celery worker pools as production runs them (fast: ``analysis,maintenance``;
+heavy: ``heavy``, one process), Celery beat and Flower, all as child
+processes with their data and logs under one folder (``.data/`` by default,
+git-ignored). Ctrl-C, or ``audioq stack down`` from another shell, stops them
+all: ``down`` asks the launcher to stop, so it stops its children in order.
 """
 
 from __future__ import annotations
@@ -81,7 +83,10 @@ def _dev_key(data: Path, env: dict[str, str]) -> str:
 def up(root: Path, data: Path, ports: dict[str, int], workers: int = 2) -> int:
     data = data.resolve()
     data.mkdir(parents=True, exist_ok=True)
-    _check_ports({k: v for k, v in ports.items()})
+    launcher = data / "stack.pid"
+    if launcher.exists() and _alive(int(launcher.read_text())):
+        raise ServiceError(f"a stack is already running from {data} (`audioq stack down --data {data}`)")
+    _check_ports(ports)
     sec = _dev_secrets(data)
     public_url = f"http://127.0.0.1:{ports['api']}"
     env = services.stack_env(
@@ -96,10 +101,15 @@ def up(root: Path, data: Path, ports: dict[str, int], workers: int = 2) -> int:
     procs: list[Proc] = []
     started = time.monotonic()
 
+    stopping = False
+
     def stop_all(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
         for p in reversed(procs):
             p.stop()
         (data / "stack.pids").unlink(missing_ok=True)
+        launcher.unlink(missing_ok=True)
 
     try:
         procs.append(services.start_redis(data / "redis", ports["redis"], persist=True))
@@ -107,7 +117,12 @@ def up(root: Path, data: Path, ports: dict[str, int], workers: int = 2) -> int:
         py = sys.executable
         commands = {
             "api": services.gunicorn_cmd(f"127.0.0.1:{ports['api']}", workers),
-            "worker": services.celery_worker_cmd(concurrency=workers),
+            # Separate pools, as in production: fast analyses never wait
+            # behind a separation; the heavy pool is one process.
+            "worker-fast": services.celery_worker_cmd(
+                concurrency=workers, queues="analysis,maintenance", name="fast"
+            ),
+            "worker-heavy": services.celery_worker_cmd(concurrency=1, queues="heavy", name="heavy"),
             "beat": [py, "-m", "celery", "-A", "workers.app", "beat", "--loglevel=INFO",
                      "--schedule", str(data / "celerybeat-schedule")],
             "flower": [py, "-m", "celery", "-A", "workers.app", "flower",
@@ -117,6 +132,7 @@ def up(root: Path, data: Path, ports: dict[str, int], workers: int = 2) -> int:
             log = logs / f"{name}.log"
             procs.append(Proc(name, services.spawn(cmd, log, env=child_env, cwd=root), {}, log))
         (data / "stack.pids").write_text("\n".join(str(p.popen.pid) for p in procs))
+        launcher.write_text(str(os.getpid()))
         _wait_ready(public_url + "/readyz", procs)
         key = _dev_key(data, env)
     except BaseException:
@@ -151,23 +167,49 @@ Stop with Ctrl-C (or `.venv/bin/audioq stack down` from another shell).
         while all(p.alive() for p in procs):
             time.sleep(0.5)
         dead = [p for p in procs if not p.alive()]
-        print(f"{dead[0].name} exited; see {dead[0].log_path}. Stopping the stack.", file=sys.stderr)
+        if not stopping:
+            print(f"{dead[0].name} exited; see {dead[0].log_path}. Stopping the stack.", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("stopping...", flush=True)
         return 0
     finally:
         stop_all()
+        print("stopped", flush=True)
 
 
-def down(data: Path) -> int:
-    pids_file = data.resolve() / "stack.pids"
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def down(data: Path, timeout: float = 60) -> int:
+    """Ask the launcher to stop (it stops its children in order, as Ctrl-C
+    does); if it is gone, stop the children it recorded."""
+    data = data.resolve()
+    launcher = data / "stack.pid"
+    pids_file = data / "stack.pids"
+    if launcher.exists() and _alive(pid := int(launcher.read_text())):
+        os.kill(pid, signal.SIGTERM)
+        # The launcher removes its pid file once every child has stopped.
+        deadline = time.monotonic() + timeout
+        while launcher.exists() and _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not launcher.exists():
+            print("stopped")
+            return 0
     if not pids_file.exists():
         print("no stack is running from", data)
         return 0
-    for pid in reversed([int(x) for x in pids_file.read_text().split()]):
+    for child in reversed([int(x) for x in pids_file.read_text().split()]):
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
+            os.killpg(child, signal.SIGTERM)
     pids_file.unlink(missing_ok=True)
+    launcher.unlink(missing_ok=True)
     print("stopped")
     return 0
