@@ -205,6 +205,7 @@ def _not_public(field: str, where: str, why: str) -> ApiError:
         400,
         f"{field} is refused: {where} a non-public address ({why}); fetching from private, loopback, "
         "link-local or reserved networks is not allowed",
+        "url_refused",
     )
 
 
@@ -231,26 +232,30 @@ def _ascii_host(host: str) -> str | None:
 
 def _parse(url: str, allowlist: Allowlist, field: str) -> _Target:
     if not isinstance(url, str) or not url:
-        raise ApiError(400, f"{field} must be a non-empty http or https URL")
+        raise ApiError(400, f"{field} must be a non-empty http or https URL", "invalid_url")
     if len(url) > MAX_URL_LENGTH:
-        raise ApiError(400, f"{field} is too long (at most {MAX_URL_LENGTH} characters)")
+        raise ApiError(400, f"{field} is too long (at most {MAX_URL_LENGTH} characters)", "invalid_url")
     if _CONTROL_OR_SPACE.search(url):
-        raise ApiError(400, f"{field} contains spaces or control characters; percent-encode them")
+        raise ApiError(
+            400, f"{field} contains spaces or control characters; percent-encode them", "invalid_url"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise ApiError(400, f"{field} is not a valid URL (bad host or port)") from None
+        raise ApiError(
+            400, f"{field} is not a valid URL (bad host or port)", "invalid_url", "invalid_url"
+        ) from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         got = f" (got {scheme}:)" if scheme else ""
-        raise ApiError(400, f"{field} must be an http or https URL{got}")
+        raise ApiError(400, f"{field} must be an http or https URL{got}", "invalid_url")
     if parts.username is not None or parts.password is not None:
-        raise ApiError(400, f"{field} must not contain credentials (user:password@)")
+        raise ApiError(400, f"{field} must not contain credentials (user:password@)", "invalid_url")
     if not parts.hostname:
-        raise ApiError(400, f"{field} has no host")
+        raise ApiError(400, f"{field} has no host", "invalid_url")
     if port == 0:
-        raise ApiError(400, f"{field} has an invalid port")
+        raise ApiError(400, f"{field} has an invalid port", "invalid_url")
 
     literal: IPAddress | None
     try:
@@ -260,10 +265,10 @@ def _parse(url: str, allowlist: Allowlist, field: str) -> _Target:
         literal = None
         ascii_host = _ascii_host(parts.hostname)
         if ascii_host is None:
-            raise ApiError(400, f"{field} has an invalid host name") from None
+            raise ApiError(400, f"{field} has an invalid host name", "invalid_url", "invalid_url") from None
         host = ascii_host
     if literal is not None and literal.version == 6 and "%" in host:
-        raise ApiError(400, f"{field} must not carry an IPv6 zone id")
+        raise ApiError(400, f"{field} must not carry an IPv6 zone id", "invalid_url")
     if literal is not None and not allowlist.allows_address(literal):
         why = refusal(literal)
         if why is not None:
@@ -594,10 +599,14 @@ class Response:
             chunk = self._response.read(want)
         except TimeoutError:
             raise ApiError(
-                504, f"Fetching {self._field} took longer than {self._deadline.timeout_s:g} s"
+                504,
+                f"Fetching {self._field} took longer than {self._deadline.timeout_s:g} s",
+                "fetch_timeout",
             ) from None
         except (OSError, http.client.HTTPException) as e:
-            raise ApiError(422, f"Fetching {self._field} failed while reading: {_describe(e)}") from None
+            raise ApiError(
+                422, f"Fetching {self._field} failed while reading: {_describe(e)}", "fetch_failed"
+            ) from None
         self.received += len(chunk)
         if self.received > self.max_bytes:
             raise _too_large(self._field, self.max_bytes)
@@ -606,6 +615,7 @@ class Response:
                 422,
                 f"Fetching {self._field} failed: the server sent {self.received} of "
                 f"{self.content_length} bytes and closed the connection",
+                "fetch_failed",
             )
         return chunk
 
@@ -672,22 +682,32 @@ def open_url(
             )
         except FetchFailed as e:
             if e.timed_out:
-                raise ApiError(504, f"Fetching {field} timed out: {e.message}") from None
-            raise ApiError(422, f"Fetching {field} failed: {e.message}") from None
+                raise ApiError(504, f"Fetching {field} timed out: {e.message}", "fetch_timeout") from None
+            raise ApiError(422, f"Fetching {field} failed: {e.message}", "fetch_failed") from None
         response = ex.response
         if response.status not in _REDIRECT_STATUSES:
             break
         location = response.getheader("Location")
         ex.close()
         if not location:
-            raise ApiError(422, f"Fetching {field} failed: a redirect ({response.status}) without a Location")
+            raise ApiError(
+                422,
+                f"Fetching {field} failed: a redirect ({response.status}) without a Location",
+                "fetch_failed",
+            )
         if hop == MAX_REDIRECTS:
-            raise ApiError(422, f"Fetching {field} failed: more than {MAX_REDIRECTS} redirects")
+            raise ApiError(
+                422, f"Fetching {field} failed: more than {MAX_REDIRECTS} redirects", "fetch_failed"
+            )
         current = urljoin(current, location.strip())
 
     try:
         if not 200 <= response.status < 300:
-            raise ApiError(422, f"Fetching {field} failed: the server answered {_phrase(response.status)}")
+            raise ApiError(
+                422,
+                f"Fetching {field} failed: the server answered {_phrase(response.status)}",
+                "fetch_failed",
+            )
         if not response.chunked and response.length is not None and response.length > max_bytes:
             raise _too_large(field, max_bytes)
         yield Response(response, current, deadline=deadline, max_bytes=max_bytes, field=field)
