@@ -244,7 +244,7 @@ def _parse(url: str, allowlist: Allowlist, field: str) -> _Target:
         port = parts.port
     except ValueError:
         raise ApiError(
-            400, f"{field} is not a valid URL (bad host or port)", "invalid_url", "invalid_url"
+            400, f"{field} is not a valid URL (bad host or port)", "invalid_url"
         ) from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
@@ -265,7 +265,7 @@ def _parse(url: str, allowlist: Allowlist, field: str) -> _Target:
         literal = None
         ascii_host = _ascii_host(parts.hostname)
         if ascii_host is None:
-            raise ApiError(400, f"{field} has an invalid host name", "invalid_url", "invalid_url") from None
+            raise ApiError(400, f"{field} has an invalid host name", "invalid_url") from None
         host = ascii_host
     if literal is not None and literal.version == 6 and "%" in host:
         raise ApiError(400, f"{field} must not carry an IPv6 zone id", "invalid_url")

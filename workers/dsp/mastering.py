@@ -174,7 +174,7 @@ def master(
         before = loudness.measure(x, sr)
     except UnprocessableAudio as e:
         raise UnprocessableAudio(f"Cannot master this audio: {e.message}") from None
-    if before.integrated_lufs is None:
+    if before.integrated_lufs is None or before.true_peak_dbtp is None:
         raise UnprocessableAudio(
             "The audio has no measurable loudness (silent, or shorter than 0.4 s): nothing to master"
         )
@@ -183,33 +183,36 @@ def master(
 
     excess = (before.true_peak_dbtp - before.integrated_lufs) - (ceiling_dbtp - target_lufs)
     compression_db = min(_MAX_COMPRESSION_DB, _COMPRESS_SHARE * (excess - _COMPRESS_ABOVE_DB))
-    start = before
+    start_lufs, start_peak = before.integrated_lufs, before.true_peak_dbtp
     if compression_db > 0:
         frames = _compress(frames, sr, compression_db)
         start = loudness.measure(frames, sr)
+        start_lufs, start_peak = _levels(start)
     report(0.3)
 
-    limiter = _Limiter(frames, sr, ceiling_dbtp - _LIMITER_MARGIN_DB, start.true_peak_dbtp)
-    gain_db = limiter.clamp(target_lufs - start.integrated_lufs)
+    limiter = _Limiter(frames, sr, ceiling_dbtp - _LIMITER_MARGIN_DB, start_peak)
+    gain_db = limiter.clamp(target_lufs - start_lufs)
     tried: list[tuple[float, float]] = []  # (gain dB, output LUFS)
-    best = None  # (audio, its loudness, error LU, gain dB)
+    best: tuple[np.ndarray, loudness.Loudness, float, float] | None = None  # audio, loudness, error, gain
     for round_ in range(_MAX_ROUNDS):
         out = limiter.apply(gain_db)
         after = loudness.measure(out, sr)
+        out_lufs, out_peak = _levels(after)
         trim_db = 0.0
-        if after.true_peak_dbtp > ceiling_dbtp:
+        if out_peak > ceiling_dbtp:
             # Not seen in practice (the limiter aims 0.02 dB lower); the
             # meter is linear, so scaling down lands exactly on the ceiling.
-            trim_db = ceiling_dbtp - after.true_peak_dbtp - 0.001
+            trim_db = ceiling_dbtp - out_peak - 0.001
             out *= np.float32(10.0 ** (trim_db / 20.0))
             after = loudness.measure(out, sr)
-        error = target_lufs - after.integrated_lufs
+            out_lufs, out_peak = _levels(after)
+        error = target_lufs - out_lufs
         if best is None or abs(error) < abs(best[2]):
             best = (out, after, error, gain_db + trim_db)
         report(0.3 + 0.65 * (round_ + 1) / _MAX_ROUNDS)
         if abs(error) <= _AIM_LU or (error > 0 and gain_db >= limiter.max_gain_db):
             break
-        tried.append((gain_db, after.integrated_lufs))
+        tried.append((gain_db, out_lufs))
         slope = 1.0
         if len(tried) >= 2 and tried[-1][0] != tried[-2][0]:
             # Limiting makes loudness grow slower than the gain: the secant
@@ -219,6 +222,7 @@ def master(
         gain_db = limiter.clamp(gain_db + error / slope)
         del out
 
+    assert best is not None  # _MAX_ROUNDS >= 1
     out, after, error, gain_db = best
     if abs(error) > TOLERANCE_LU:
         raise UnprocessableAudio(
@@ -233,6 +237,14 @@ def master(
         output={"integrated_lufs": after.integrated_lufs, "true_peak_dbtp": after.true_peak_dbtp},
         gain_db=float(gain_db),
     )
+
+
+def _levels(m: loudness.Loudness) -> tuple[float, float]:
+    """(integrated LUFS, true peak dBTP) of audio that has both: a gain or
+    limiter never makes measurable audio silent."""
+    if m.integrated_lufs is None or m.true_peak_dbtp is None:
+        raise UnprocessableAudio("The audio became silent while mastering; nothing to master")
+    return m.integrated_lufs, m.true_peak_dbtp
 
 
 def _check_option(name: str, value: float, bounds: tuple[float, float], unit: str) -> None:

@@ -24,7 +24,11 @@ def master_track(audio: Audio, options: dict, ctx: JobContext) -> dict:
     limit = ceiling
     for attempt in range(MP3_RETRIES + 1):
         start = 0.05 + 0.8 * attempt / (MP3_RETRIES + 1)
-        done = mastering.master(x, sr, target, limit, progress=lambda f, s=start: ctx.progress(s + 0.2 * f))
+
+        def report(fraction: float, start: float = start) -> None:
+            ctx.progress(start + 0.2 * fraction)
+
+        done = mastering.master(x, sr, target, limit, progress=report)
         summary = done.to_dict()  # levels rounded to 0.01 dB
         mime = codec.encode(done.audio, sr, fmt, path)
         output = summary["output"]

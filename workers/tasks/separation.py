@@ -81,8 +81,9 @@ def separate_targets(audio: Audio, options: dict, ctx: JobContext) -> dict:
     targets = operations.parse_targets(options["targets"])
     sep = _separate(audio, ctx, operations.stems_needed(targets))
     stems = dict(sep.stems)
-    stems["instrumental"] = stems.get("accompaniment")
-    if stems["instrumental"] is None:
-        stems["instrumental"] = stems["drums"] + stems["bass"] + stems["other"]
+    accompaniment = stems.get("accompaniment")
+    stems["instrumental"] = (
+        accompaniment if accompaniment is not None else stems["drums"] + stems["bass"] + stems["other"]
+    )
     files = _store(ctx, sep, {m: (stems[m], fmts) for m, fmts in targets.items()})
     return {"targets": files, "model": sep.model, "sample_rate": sep.sample_rate}
