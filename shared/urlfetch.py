@@ -243,9 +243,7 @@ def _parse(url: str, allowlist: Allowlist, field: str) -> _Target:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise ApiError(
-            400, f"{field} is not a valid URL (bad host or port)", "invalid_url"
-        ) from None
+        raise ApiError(400, f"{field} is not a valid URL (bad host or port)", "invalid_url") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         got = f" (got {scheme}:)" if scheme else ""
