@@ -49,6 +49,7 @@ import synth  # noqa: E402
 from scipy import signal  # noqa: E402
 
 from ops import services  # noqa: E402
+from shared import db  # noqa: E402
 from shared import fingerprints as index  # noqa: E402
 from workers.dsp import fingerprint as fp  # noqa: E402
 
@@ -194,6 +195,7 @@ def main() -> None:
             for n in sizes:
                 r.flushdb()
                 for s in range(n):
+                    r.hset(db.asset_key(f"t{s}"), "owner", OWNER)  # prints are kept for live assets
                     index.add(r, OWNER, f"t{s}", prints[s], ttl_s=86400)
                 mem = sum(r.memory_usage(k, samples=0) or 0 for k in r.scan_iter("aq:fp*"))
                 hits, errs, true_scores, q_ms, s_ms, per = 0, [], [], [], [], []

@@ -17,9 +17,14 @@ never share a keyspace. Celery keeps no results: job state is here only.
 | aq:job:{job_id}                  | hash   | job TTL once final  | jobs.submit / transitions      |
 |   fields: id owner op status progress options asset_id sha256 created_at started_at   |
 |   finished_at result error cost billed refunded cache trace_id attempts callback_url  |
-|   worker (host:pid of the last start) callback_status (jobs.record_callback)          |
+|   token (current attempt) heartbeat_at deadline (first start + hard limit + 60 s)     |
+|   queue recoveries worker (host:pid of the last start) callback_status                 |
 | aq:owner:{key_id}:jobs           | zset   | none (pruned lazily)| jobs.submit (by created_at)    |
 | aq:jobs:active                   | zset   | none                | jobs (id by deadline)          |
+| aq:jobs:running                  | zset   | none                | jobs.start/heartbeat (by beat) |
+| aq:jobs:pending-sends            | hash   | none                | maintenance (job id -> token)  |
+| aq:worker:{node}:draining        | string | 10 min              | worker shutdown (hand back)    |
+| aq:owner:{key_id}:inflight:{q}   | zset   | none                | jobs (queued+running on q)     |
 | aq:fp:{key_id}:{asset_id}        | string | asset's remaining life | fingerprints.add (landmarks)|
 | aq:fpidx:{key_id}                | zset   | longest member's life | fingerprints.add (by expiry) |
 | aq:owner:{key_id}:tasks          | zset   | none (pruned lazily)| tasks dialect (job ids)        |
@@ -85,6 +90,19 @@ def owner_jobs_key(key_id: str) -> str:
 
 
 ACTIVE_JOBS = f"{PREFIX}jobs:active"
+RUNNING_JOBS = f"{PREFIX}jobs:running"
+PENDING_SENDS = f"{PREFIX}jobs:pending-sends"
+
+
+def draining_key(worker: str) -> str:
+    """Set while the worker (its Celery node name) shuts down: its running
+    attempts hand their jobs back."""
+    return f"{PREFIX}worker:{worker}:draining"
+
+
+def in_flight_key(key_id: str, queue: str) -> str:
+    """The owner's jobs queued or running on ``queue`` (for the per-plan cap)."""
+    return f"{PREFIX}owner:{key_id}:inflight:{queue}"
 
 
 def owner_tasks_key(key_id: str) -> str:

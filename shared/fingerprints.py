@@ -46,6 +46,7 @@ import numpy as np
 import redis
 from redis.client import NEVER_DECODE
 
+from shared import db
 from shared.db import PREFIX
 
 
@@ -102,27 +103,45 @@ def unpack(blob: bytes) -> Stored:
     return hashes, times
 
 
+# Only while the asset's metadata exists: an index task that finishes after
+# the expiry sweep removed the asset must not leave prints behind.
+_ADD = """
+-- KEYS: asset hash, blob, owner index; ARGV: packed prints, ttl s, now, asset id
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[3])
+redis.call('ZADD', KEYS[3], tonumber(ARGV[3]) + tonumber(ARGV[2]), ARGV[4])
+-- NX covers a fresh key (no TTL yet), GT extends a live one.
+redis.call('EXPIRE', KEYS[3], ARGV[2], 'NX')
+redis.call('EXPIRE', KEYS[3], ARGV[2], 'GT')
+return 1
+"""
+
+
 def add(
     r: redis.Redis, owner: str, asset_id: str, prints: Landmarks, ttl_s: int, *, now: float | None = None
 ) -> None:
     """Index an asset's prints for ``ttl_s`` seconds (its remaining life).
 
     Idempotent: adding again replaces the blob and resets the TTL, so a
-    re-upload that extends the asset's life can simply call it again."""
+    re-upload that extends the asset's life can simply call it again. Does
+    nothing once the asset's metadata is gone (expired and swept)."""
     ttl_s = int(ttl_s)
     if ttl_s <= 0:
         remove(r, owner, asset_id)
         return
     t = time.time() if now is None else now
-    idx = index_key(owner)
-    with r.pipeline(transaction=True) as p:
-        p.set(blob_key(owner, asset_id), pack(prints), ex=ttl_s)
-        p.zremrangebyscore(idx, "-inf", t)
-        p.zadd(idx, {asset_id: t + ttl_s})
-        # NX covers a fresh key (no TTL yet), GT extends a live one.
-        p.expire(idx, ttl_s, nx=True)
-        p.expire(idx, ttl_s, gt=True)
-        p.execute()
+    r.eval(
+        _ADD,
+        3,
+        db.asset_key(asset_id),
+        blob_key(owner, asset_id),
+        index_key(owner),
+        pack(prints),
+        ttl_s,
+        repr(t),
+        asset_id,
+    )
 
 
 def remove(r: redis.Redis, owner: str, asset_id: str) -> None:

@@ -1,19 +1,35 @@
 """Jobs: the state machine, credits, result cache and idempotency, in Redis.
 
 Statuses: ``queued -> running -> completed | failed``, and ``cancelled`` from
-either of the first two. Every transition is one Lua script, so the rules hold
-under concurrency and redelivery:
+either of the first two; a running job whose worker was lost goes back to
+``queued`` for another attempt. Every transition is one Lua script, so the
+rules hold under concurrency and redelivery:
 
-* **Submit** checks the Idempotency-Key, reserves the credits (never below
-  zero) and writes the job record, atomically. Credits are taken here, once:
-  a redelivered task never charges again.
-* **Start** is allowed from ``queued`` and ``running`` (a redelivered task
-  restarts a job whose worker died) and refused otherwise, so a finished or
-  cancelled job is never redone.
-* **Finish** (completed/failed) only from ``queued``/``running``; a failure that
-  is not the caller's fault refunds the reservation, at most once.
-* **Cancel** from ``queued`` refunds; from ``running`` it stops the job
-  without a refund (the work has begun); finished jobs cannot be cancelled.
+* **Submit** checks the Idempotency-Key and the caller's cap of jobs in
+  flight on the operation's queue, reserves the credits (never below zero)
+  and writes the job record, atomically. Credits are taken here, once: no
+  later attempt or redelivery charges again.
+* **Attempts and tokens.** Every message that runs a job carries the job's
+  current *attempt token*. Start refuses a message whose token is not the
+  job's (a stale redelivery of an attempt that was already replaced), so a
+  job never runs twice at once. Start is allowed from ``queued`` and from
+  ``running`` with the same token (the broker redelivered the message of a
+  process that died), counts the attempt, and refuses past the bound
+  (``exhausted``: the job keeps crashing its worker).
+* **Heartbeat.** A running attempt refreshes ``heartbeat_at`` every few
+  seconds, whatever its progress. :func:`recover_stalled` finds running jobs
+  whose heartbeat is older than the bound (the worker is gone: killed, out of
+  memory, its machine lost, its message dropped) and puts them back to
+  ``queued`` with a new token, or fails them, refunded, once attempts are
+  exhausted. The first deadline (hard time limit after the first start) is
+  kept across attempts.
+* **Finish** (completed/failed) only from ``queued``/``running``, and from a
+  worker only with the current token; a failure that is not the caller's
+  fault refunds the reservation, at most once.
+* **Cancel** from ``queued`` refunds; from ``running`` it stops the job,
+  without a refund while its worker is alive (the work has begun) and with
+  one when its heartbeat is stale (nothing is working on it).
+* **Progress** only rises: a new attempt reports the maximum so far.
 
 Waiters are woken through pub/sub on :func:`shared.db.job_done_channel`.
 """
@@ -59,6 +75,9 @@ class Job:
     trace_id: str
     attempts: int
     callback_url: str = ""  # POSTed the finished document (signed), if set
+    token: str = ""  # the current attempt's token (see the module docstring)
+    heartbeat_at: float | None = None
+    worker: str = ""  # host:pid of the last start
 
     @classmethod
     def from_hash(cls, h: Mapping[str, str]) -> Job:
@@ -89,6 +108,9 @@ class Job:
             trace_id=h.get("trace_id", ""),
             attempts=int(h.get("attempts") or 0),
             callback_url=h.get("callback_url", ""),
+            token=h.get("token", ""),
+            heartbeat_at=opt_float("heartbeat_at"),
+            worker=h.get("worker", ""),
         )
 
     @property
@@ -110,12 +132,17 @@ def new_id() -> str:
     return "job_" + ids.asset_id()[4:]
 
 
+def new_token() -> str:
+    return ids.secret()[:16]
+
+
 # --------------------------------------------------------------------------- submit
 
 _SUBMIT = """
--- KEYS: credits, job, owner jobs zset, idempotency key, active zset
+-- KEYS: credits, job, owner jobs zset, idempotency key, active zset,
+--       the owner's in-flight zset of the operation's queue
 -- ARGV: cost, billed, job id, created_at, fingerprint, use idem (0/1),
---       deadline ('' = none), then job field/value pairs
+--       deadline ('' = none), in-flight cap ('' = none), then job field/value pairs
 if ARGV[6] == '1' then
   local prev = redis.call('GET', KEYS[4])
   if prev then
@@ -125,6 +152,9 @@ if ARGV[6] == '1' then
     return {3, pid}
   end
 end
+if ARGV[8] ~= '' and redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[8]) then
+  return {4, tostring(redis.call('ZCARD', KEYS[6]))}
+end
 local cost = tonumber(ARGV[1])
 local bal = tonumber(redis.call('GET', KEYS[1]) or '0')
 if ARGV[2] == '1' and cost > 0 then
@@ -132,10 +162,13 @@ if ARGV[2] == '1' and cost > 0 then
   bal = redis.call('DECRBY', KEYS[1], cost)
 end
 local fields = {}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
-if ARGV[7] ~= '' then redis.call('ZADD', KEYS[5], ARGV[7], ARGV[3]) end
+if ARGV[7] ~= '' then
+  redis.call('ZADD', KEYS[5], ARGV[7], ARGV[3])
+  redis.call('ZADD', KEYS[6], ARGV[4], ARGV[3])
+end
 if ARGV[6] == '1' then
   redis.call('SET', KEYS[4], ARGV[3] .. '|' .. ARGV[5], 'EX', IDEM_TTL)
 end
@@ -169,9 +202,14 @@ def submit(
     idempotency_key: str | None = None,
     cached_result: dict | None = None,
     callback_url: str = "",
+    in_flight_cap: int | None = None,
+    extra: Mapping[str, str] | None = None,
 ) -> Submitted:
     """Create a job, reserving its credits; or return the Idempotency-Key's
-    original job. With ``cached_result`` the job is born completed and free."""
+    original job. With ``cached_result`` the job is born completed and free.
+    ``in_flight_cap``: at most this many of the owner's jobs queued or
+    running on the operation's queue (429 beyond). ``extra``: more fields of
+    the record (e.g. ``test``)."""
     t = db.now()
     job_id = new_id()
     hit = cached_result is not None
@@ -191,6 +229,9 @@ def submit(
         "cache": "hit" if hit else "miss",
         "trace_id": trace_id,
         "attempts": "0",
+        "token": new_token(),
+        "queue": op.queue,
+        **(extra or {}),
     }
     if callback_url:
         fields["callback_url"] = callback_url
@@ -205,12 +246,13 @@ def submit(
     )
     code, value = r.eval(
         _SUBMIT,
-        5,
+        6,
         db.credits_key(owner),
         db.job_key(job_id),
         db.owner_jobs_key(owner),
         idem_key,
         db.ACTIVE_JOBS,
+        db.in_flight_key(owner, op.queue),
         str(cost if not hit else 0),
         "1" if billed else "0",
         job_id,
@@ -218,11 +260,20 @@ def submit(
         fingerprint(op, sha256, {**options, "callback_url": callback_url}, asset_id),
         "1" if idempotency_key else "0",
         "" if hit else repr(t + queue_timeout_s),
+        "" if (hit or in_flight_cap is None) else str(in_flight_cap),
         *flat,
     )
     code = int(code)
     if code == 0:
         raise ApiError(400, "Insufficient credits", "insufficient_credits")
+    if code == 4:
+        raise ApiError(
+            429,
+            f"You have {value} jobs queued or running on the {op.queue} queue, the most your plan "
+            f"allows at once ({in_flight_cap}); wait for one to finish. Nothing was charged",
+            "too_many_jobs",
+            headers={"Retry-After": "5"},
+        )
     if code == 3:
         raise ApiError(
             422,
@@ -272,33 +323,58 @@ def list_for_owner(
 # --------------------------------------------------------------------------- transitions
 
 _START = """
--- KEYS: job, active zset; ARGV: job id, now, deadline, worker
+-- KEYS: job, active zset, running zset
+-- ARGV: job id, now, hard limit s, worker, token, max attempts, busy window s
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'missing' end
 if st ~= 'queued' and st ~= 'running' then return st end
-redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[4])
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[5] then return 'stale' end
+-- Running with this token: the broker redelivered the message of a process
+-- that died. Unless its heartbeat is still fresh: then the attempt is alive
+-- and this is a duplicate message (the caller retries it later).
+if st == 'running' and tonumber(redis.call('HGET', KEYS[1], 'heartbeat_at') or '0')
+   > tonumber(ARGV[2]) - tonumber(ARGV[7]) then
+  return 'busy'
+end
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+if attempts >= tonumber(ARGV[6]) then return 'exhausted' end
+redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[4], 'heartbeat_at', ARGV[2],
+           'attempts', attempts + 1)
 if not redis.call('HGET', KEYS[1], 'started_at') then
   redis.call('HSET', KEYS[1], 'started_at', ARGV[2])
 end
-redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+-- The first deadline holds across attempts: a restart never extends it.
+if not redis.call('HGET', KEYS[1], 'deadline') then
+  local deadline = tonumber(ARGV[2]) + tonumber(ARGV[3]) + 60
+  redis.call('HSET', KEYS[1], 'deadline', deadline)
+  redis.call('ZADD', KEYS[2], deadline, ARGV[1])
+end
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 return 'ok'
 """
 
-_PROGRESS = """
-if redis.call('HGET', KEYS[1], 'status') == 'running' then
-  redis.call('HSET', KEYS[1], 'progress', ARGV[1])
-  return 1
+_BEAT = """
+-- KEYS: job, running zset; ARGV: job id, token, now, progress ('' = unchanged)
+if redis.call('HGET', KEYS[1], 'status') ~= 'running'
+   or redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then
+  return 0
 end
-return 0
+redis.call('HSET', KEYS[1], 'heartbeat_at', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+if ARGV[4] ~= '' and tonumber(ARGV[4]) > tonumber(redis.call('HGET', KEYS[1], 'progress') or '0') then
+  redis.call('HSET', KEYS[1], 'progress', ARGV[4])
+end
+return 1
 """
 
 _FINISH = """
--- KEYS: job, active zset, credits, done channel
--- ARGV: job id, status, now, field (result|error), json, refund (0/1), ttl
+-- KEYS: job, active zset, credits, done channel, running zset, in-flight zset
+-- ARGV: job id, status, now, field (result|error), json, refund (0/1), ttl,
+--       token ('' = any: the sweeper and the API)
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'missing' end
 if st ~= 'queued' and st ~= 'running' then return st end
+if ARGV[8] ~= '' and redis.call('HGET', KEYS[1], 'token') ~= ARGV[8] then return 'stale' end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], ARGV[4], ARGV[5])
 if ARGV[2] == 'completed' then redis.call('HSET', KEYS[1], 'progress', '1') end
 if ARGV[6] == '1' and redis.call('HGET', KEYS[1], 'billed') == '1'
@@ -307,50 +383,118 @@ if ARGV[6] == '1' and redis.call('HGET', KEYS[1], 'billed') == '1'
   redis.call('HSET', KEYS[1], 'refunded', '1')
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
 redis.call('PUBLISH', KEYS[4], ARGV[2])
 return 'ok'
 """
 
 _CANCEL = """
--- KEYS: job, active zset, credits, done channel; ARGV: job id, now, ttl
+-- KEYS: job, active zset, credits, done channel, running zset, in-flight zset
+-- ARGV: job id, now, ttl, stale before (heartbeat time)
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'missing' end
 if st ~= 'queued' and st ~= 'running' then return st end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[2])
-if st == 'queued' and redis.call('HGET', KEYS[1], 'billed') == '1' then
+local beat = tonumber(redis.call('HGET', KEYS[1], 'heartbeat_at') or '0')
+local refund = st == 'queued' or beat < tonumber(ARGV[4])
+if refund and redis.call('HGET', KEYS[1], 'billed') == '1' then
   redis.call('INCRBY', KEYS[3], tonumber(redis.call('HGET', KEYS[1], 'cost')))
   redis.call('HSET', KEYS[1], 'refunded', '1')
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 redis.call('PUBLISH', KEYS[4], 'cancelled')
+if st == 'running' and refund then return 'was_stalled' end
 return 'was_' .. st
 """
 
+_REQUEUE = """
+-- KEYS: job, running zset; ARGV: job id, new token, now, stale before ('' = hand back:
+-- the running attempt gives the job up itself), old token ('' = any)
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+if ARGV[5] ~= '' and redis.call('HGET', KEYS[1], 'token') ~= ARGV[5] then return 0 end
+if ARGV[4] ~= '' and tonumber(redis.call('HGET', KEYS[1], 'heartbeat_at') or '0') >= tonumber(ARGV[4]) then
+  return 0
+end
+if ARGV[4] == '' then
+  -- handed back on a graceful shutdown: not an attempt that failed
+  redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+else
+  redis.call('HINCRBY', KEYS[1], 'recoveries', 1)
+end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'token', ARGV[2], 'worker', '')
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
 
-def start(r: redis.Redis, job_id: str, *, hard_limit_s: int, worker: str) -> str:
-    """Mark running; returns 'ok', or the status that forbids running it."""
-    t = db.now()
-    deadline = t + hard_limit_s + 60
-    return r.eval(_START, 2, db.job_key(job_id), db.ACTIVE_JOBS, job_id, repr(t), repr(deadline), worker)
+
+def start(
+    r: redis.Redis,
+    job_id: str,
+    token: str,
+    *,
+    hard_limit_s: int,
+    worker: str,
+    max_attempts: int,
+    busy_window_s: float,
+) -> str:
+    """Mark running; returns 'ok', 'stale' (an older attempt's message),
+    'busy' (the attempt is alive elsewhere: its heartbeat is younger than
+    ``busy_window_s``), 'exhausted' (attempts used up), or the status that
+    forbids running it."""
+    return r.eval(
+        _START,
+        3,
+        db.job_key(job_id),
+        db.ACTIVE_JOBS,
+        db.RUNNING_JOBS,
+        job_id,
+        repr(db.now()),
+        hard_limit_s,
+        worker,
+        token,
+        max_attempts,
+        busy_window_s,
+    )
 
 
-def set_progress(r: redis.Redis, job_id: str, progress: float) -> bool:
-    """Record progress in [0, 1]; False when the job is no longer running
-    (cancelled: long jobs should stop)."""
-    p = min(1.0, max(0.0, float(progress)))
-    return bool(r.eval(_PROGRESS, 1, db.job_key(job_id), f"{p:.4f}"))
+def heartbeat(r: redis.Redis, job_id: str, token: str, progress: float | None = None) -> bool:
+    """Refresh the running attempt's heartbeat (and raise its progress, never
+    lowering it); False when this attempt should stop: the job was
+    cancelled, finished, or handed to another attempt."""
+    p = "" if progress is None else f"{min(1.0, max(0.0, float(progress))):.4f}"
+    return bool(r.eval(_BEAT, 2, db.job_key(job_id), db.RUNNING_JOBS, job_id, token, repr(db.now()), p))
 
 
-def _finish(r: redis.Redis, job: Job, status: str, field: str, payload: dict, refund: bool, ttl: int) -> bool:
+def set_progress(r: redis.Redis, job_id: str, token: str, progress: float) -> bool:
+    """Record progress in [0, 1] (the maximum so far) and a heartbeat; False
+    when the attempt should stop (see :func:`heartbeat`)."""
+    return heartbeat(r, job_id, token, progress)
+
+
+def _finish(
+    r: redis.Redis,
+    job: Job,
+    status: str,
+    field: str,
+    payload: dict,
+    refund: bool,
+    ttl: int,
+    token: str = "",
+) -> bool:
     out = r.eval(
         _FINISH,
-        4,
+        6,
         db.job_key(job.id),
         db.ACTIVE_JOBS,
         db.credits_key(job.owner),
         db.job_done_channel(job.id),
+        db.RUNNING_JOBS,
+        db.in_flight_key(job.owner, _queue_of(job)),
         job.id,
         status,
         repr(db.now()),
@@ -358,12 +502,23 @@ def _finish(r: redis.Redis, job: Job, status: str, field: str, payload: dict, re
         json.dumps(payload),
         "1" if refund else "0",
         ttl,
+        token,
     )
     return out == "ok"
 
 
-def complete(r: redis.Redis, job: Job, result: dict, *, ttl: int, cache_ttl: int, op: Operation) -> bool:
-    """Record the result and cache it (for as long as the source asset lives)."""
+def _queue_of(job: Job) -> str:
+    from shared.operations import OPERATIONS
+
+    op = OPERATIONS.get(job.op)
+    return op.queue if op else "analysis"
+
+
+def complete(
+    r: redis.Redis, job: Job, result: dict, *, ttl: int, cache_ttl: int, op: Operation, token: str = ""
+) -> bool:
+    """Record the result and cache it (for as long as the source asset lives).
+    With ``token``, only while that attempt is still the job's."""
     if cache_ttl > 0 and op.cache:
         ck = db.cache_key(op.cache_key(job.sha256, job.options, job.asset_id))
         with r.pipeline(transaction=True) as p:
@@ -372,26 +527,31 @@ def complete(r: redis.Redis, job: Job, result: dict, *, ttl: int, cache_ttl: int
             p.expire(db.cache_index_key(job.sha256), cache_ttl, gt=True)
             p.expire(db.cache_index_key(job.sha256), cache_ttl, nx=True)
             p.execute()
-    return _finish(r, job, "completed", "result", result, False, ttl)
+    return _finish(r, job, "completed", "result", result, False, ttl, token)
 
 
-def fail(r: redis.Redis, job: Job, error: ApiError, *, refund: bool, ttl: int) -> bool:
-    return _finish(r, job, "failed", "error", error.to_dict(), refund, ttl)
+def fail(r: redis.Redis, job: Job, error: ApiError, *, refund: bool, ttl: int, token: str = "") -> bool:
+    return _finish(r, job, "failed", "error", error.to_dict(), refund, ttl, token)
 
 
-def cancel(r: redis.Redis, job: Job, *, ttl: int) -> str:
-    """Returns the status the job had ('was_queued' / 'was_running'), or
+def cancel(r: redis.Redis, job: Job, *, ttl: int, stale_s: float) -> str:
+    """Returns the status the job had ('was_queued' / 'was_running', or
+    'was_stalled' for a running job whose worker is gone — refunded), or
     raises 409 when it had already finished."""
+    t = db.now()
     out = r.eval(
         _CANCEL,
-        4,
+        6,
         db.job_key(job.id),
         db.ACTIVE_JOBS,
         db.credits_key(job.owner),
         db.job_done_channel(job.id),
+        db.RUNNING_JOBS,
+        db.in_flight_key(job.owner, _queue_of(job)),
         job.id,
-        repr(db.now()),
+        repr(t),
         ttl,
+        repr(t - stale_s),
     )
     if out == "missing":
         raise ApiError(404, NOT_FOUND, "job_not_found")
@@ -402,6 +562,70 @@ def cancel(r: redis.Redis, job: Job, *, ttl: int) -> str:
             "job_finished",
         )
     return str(out)
+
+
+def hand_back(r: redis.Redis, job_id: str, token: str) -> str | None:
+    """The running attempt gives the job back (its worker is shutting down):
+    queued again with a new token, the attempt not counted. Returns the new
+    token, or None if the attempt no longer owned the job."""
+    new = new_token()
+    done = r.eval(_REQUEUE, 2, db.job_key(job_id), db.RUNNING_JOBS, job_id, new, repr(db.now()), "", token)
+    return new if done else None
+
+
+@dataclass(frozen=True)
+class Recovery:
+    requeued: list[tuple[str, str]]  # (job id, new token): to send to their queues
+    failed: list[str]  # attempts exhausted: failed, refunded
+
+
+def recover_stalled(
+    r: redis.Redis, *, stale_s: float, max_attempts: int, ttl: int, now: float | None = None
+) -> Recovery:
+    """Running jobs whose heartbeat is older than ``stale_s``: back to queued
+    with a new token (the caller sends them to their queues), or failed and
+    refunded once ``max_attempts`` were used."""
+    t = db.now() if now is None else now
+    requeued: list[tuple[str, str]] = []
+    failed: list[str] = []
+    for job_id in r.zrangebyscore(db.RUNNING_JOBS, "-inf", t - stale_s, start=0, num=1000):
+        h = r.hgetall(db.job_key(job_id))
+        if not h or h.get("status") != "running":
+            r.zrem(db.RUNNING_JOBS, job_id)
+            continue
+        job = Job.from_hash(h)
+        if job.attempts >= max_attempts:
+            err = ApiError(
+                500,
+                f"The job kept crashing its worker ({job.attempts} attempts, e.g. out of memory); "
+                "it was not charged",
+                "job_crashed",
+            )
+            if fail(r, job, err, refund=True, ttl=ttl):
+                failed.append(job_id)
+            continue
+        new = new_token()
+        if r.eval(
+            _REQUEUE, 2, db.job_key(job_id), db.RUNNING_JOBS, job_id, new, repr(t), repr(t - stale_s), ""
+        ):
+            requeued.append((job_id, new))
+    return Recovery(requeued, failed)
+
+
+def pending_sends(r: redis.Redis) -> list[tuple[str, str]]:
+    """Requeued jobs whose message is not sent yet (the broker was down)."""
+    out = []
+    for job_id, token in r.hgetall(db.PENDING_SENDS).items():
+        out.append((job_id, token))
+    return out
+
+
+def mark_pending_send(r: redis.Redis, job_id: str, token: str) -> None:
+    r.hset(db.PENDING_SENDS, job_id, token)
+
+
+def clear_pending_send(r: redis.Redis, job_id: str) -> None:
+    r.hdel(db.PENDING_SENDS, job_id)
 
 
 def record_callback(r: redis.Redis, job_id: str, outcome: str) -> None:

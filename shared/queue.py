@@ -45,11 +45,12 @@ def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:
     return app
 
 
-def enqueue(app: Celery, op: operations.Operation, job_id: str, trace_id: str) -> None:
-    """Send a job to its queue, with the operation's time limits."""
+def enqueue(app: Celery, op: operations.Operation, job_id: str, token: str, trace_id: str) -> None:
+    """Send an attempt of a job to its queue (``token``: the attempt's, see
+    ``shared/jobs.py``), with the operation's time limits."""
     app.send_task(
         op.task,
-        args=[job_id],
+        args=[job_id, token],
         queue=op.queue,
         soft_time_limit=op.soft_time_limit,
         time_limit=op.time_limit,

@@ -76,6 +76,14 @@ class Settings:
     job_ttl_s: int = 7 * DAY
     # A queued job that no worker picked up by then is failed and refunded.
     job_queue_timeout_s: int = 6 * HOUR
+    # A running attempt refreshes its job's heartbeat this often...
+    job_heartbeat_s: float = 5.0
+    # ...and a job whose heartbeat is older than this has lost its worker: it
+    # is queued again (a new attempt) by the sweeper, which runs this often.
+    job_stale_s: float = 60.0
+    recover_interval_s: float = 15.0
+    # Attempts per job (a worker lost mid-job costs one); then it fails, refunded.
+    job_max_attempts: int = 3
     # Where the pretrained models live (`audioq models fetch` puts them there).
     model_dir: str = field(default_factory=lambda: model_dir_from_env({}))
     # Outbound HTTP (POST /tasks "url" inputs, callbacks): private, loopback and
@@ -85,6 +93,11 @@ class Settings:
     fetch_timeout_s: float = 60.0
     # Callback deliveries: attempts (with exponential backoff) before giving up.
     callback_attempts: int = 8
+
+    @property
+    def job_busy_window_s(self) -> float:
+        """A heartbeat younger than this means the attempt is alive (2.5 beats)."""
+        return 2.5 * self.job_heartbeat_s
 
     @property
     def effective_broker_url(self) -> str:
@@ -138,6 +151,10 @@ class Settings:
             cost_overrides=_cost_overrides(env),
             job_ttl_s=_int(env, "AUDIOQ_JOB_TTL_S", d.job_ttl_s),
             job_queue_timeout_s=_int(env, "AUDIOQ_JOB_QUEUE_TIMEOUT_S", d.job_queue_timeout_s),
+            job_heartbeat_s=_float(env, "AUDIOQ_JOB_HEARTBEAT_S", d.job_heartbeat_s),
+            job_stale_s=_float(env, "AUDIOQ_JOB_STALE_S", d.job_stale_s),
+            recover_interval_s=_float(env, "AUDIOQ_RECOVER_INTERVAL_S", d.recover_interval_s),
+            job_max_attempts=max(1, _int(env, "AUDIOQ_JOB_MAX_ATTEMPTS", d.job_max_attempts)),
             model_dir=model_dir_from_env(env),
             fetch_allowlist=tuple(x.strip() for x in get("FETCH_ALLOWLIST", "").split(",") if x.strip()),
             fetch_timeout_s=_float(env, "AUDIOQ_FETCH_TIMEOUT_S", d.fetch_timeout_s),

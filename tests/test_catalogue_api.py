@@ -36,7 +36,10 @@ def f_measure(est: list[float], ref: list[float], window: float = 0.07) -> float
 
 
 def submit(client, key, op: str, data: bytes, **kw):
-    return client.post(f"/v1/{op}", data=data, headers={**key.headers, "Content-Type": "audio/wav"}, **kw)
+    """Submit and wait for the answer (up to 60 s: the default 15 s of a sync
+    answer is not what these tests are about, and a loaded CI box can exceed it)."""
+    headers = {**key.headers, "Content-Type": "audio/wav", "Prefer": "wait=60"}
+    return client.post(f"/v1/{op}", data=data, headers=headers, **kw)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import synth
 
+from shared import db
 from shared import fingerprints as index
 from workers.dsp import fingerprint as fp
 from workers.dsp.errors import UnprocessableAudio
@@ -163,6 +164,12 @@ def test_pack_roundtrip(refs):
 # ------------------------------------------------------------------ Redis
 
 
+def add(r, owner: str, asset_id: str, prints, ttl_s: int) -> None:
+    """Index prints of an asset that exists (prints are only kept for live assets)."""
+    r.hset(db.asset_key(asset_id), mapping={"id": asset_id, "owner": owner})
+    index.add(r, owner, asset_id, prints, ttl_s=ttl_s)
+
+
 def search(r, owner: str, query, exclude: tuple[str, ...] = ()) -> fp.Identification:
     """What the identify job does: the owner's index, matched in numpy."""
     ids, refs = index.load(r, owner, exclude=exclude)
@@ -171,8 +178,8 @@ def search(r, owner: str, query, exclude: tuple[str, ...] = ()) -> fp.Identifica
 
 def test_search_finds_own_asset_only(r, tracks, refs):
     for i, p in enumerate(refs[:3]):
-        index.add(r, "alice", f"a{i}", p, ttl_s=3600)
-    index.add(r, "bob", "b0", refs[3], ttl_s=3600)
+        add(r, "alice", f"a{i}", p, ttl_s=3600)
+    add(r, "bob", "b0", refs[3], ttl_s=3600)
     q = fp.query_variants(excerpt(tracks[3], 5.0, 6.0), SR)
     # Bob's track, queried by Alice: nothing.
     res = search(r, "alice", q).to_dict()
@@ -194,8 +201,8 @@ def test_search_finds_own_asset_only(r, tracks, refs):
 
 
 def test_add_is_idempotent_and_remove_forgets(r, tracks, refs):
-    index.add(r, "alice", "a0", refs[0], ttl_s=3600)
-    index.add(r, "alice", "a0", refs[0], ttl_s=3600)
+    add(r, "alice", "a0", refs[0], ttl_s=3600)
+    add(r, "alice", "a0", refs[0], ttl_s=3600)
     assert index.indexed_assets(r, "alice") == {"a0"}
     assert index.has(r, "alice", "a0") and not index.has(r, "bob", "a0")
     q = fp.query_variants(excerpt(tracks[0], 3.0, 6.0), SR)
@@ -207,15 +214,15 @@ def test_add_is_idempotent_and_remove_forgets(r, tracks, refs):
 
 
 def test_keys_expire_with_the_asset(r, refs):
-    index.add(r, "alice", "a0", refs[0], ttl_s=600)
-    index.add(r, "alice", "a1", refs[1], ttl_s=3600)
+    add(r, "alice", "a0", refs[0], ttl_s=600)
+    add(r, "alice", "a1", refs[1], ttl_s=3600)
     assert 590 <= r.ttl(index.blob_key("alice", "a0")) <= 600
     assert 3590 <= r.ttl(index.blob_key("alice", "a1")) <= 3600
     assert 3590 <= r.ttl(index.index_key("alice")) <= 3600  # the longest member's life
-    index.add(r, "alice", "a0", refs[0], ttl_s=7200)  # life extended: TTL follows
+    add(r, "alice", "a0", refs[0], ttl_s=7200)  # life extended: TTL follows
     assert r.ttl(index.blob_key("alice", "a0")) > 7000 and r.ttl(index.index_key("alice")) > 7000
     # An entry past its expiry is no longer listed, even before Redis drops it.
     later = __import__("time").time() + 3700
     assert index.indexed_assets(r, "alice", now=later) == {"a0"}
-    index.add(r, "alice", "gone", refs[2], ttl_s=0)
+    add(r, "alice", "gone", refs[2], ttl_s=0)
     assert not index.has(r, "alice", "gone")

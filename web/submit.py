@@ -45,7 +45,7 @@ def submit_job(
         return sub
     try:
         if job.status == "queued":
-            queue.enqueue(svc.celery, op, job.id, g.trace_id)
+            queue.enqueue(svc.celery, op, job.id, job.token, g.trace_id)
         elif callback_url:  # answered from the cache: the callback is still owed
             queue.notify(svc.celery, job.id)
     except Exception as e:  # broker unreachable: nothing will run it

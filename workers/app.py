@@ -14,7 +14,7 @@ import pkgutil
 from celery import signals
 
 import workers.tasks
-from shared import logs
+from shared import db, logs
 from shared.queue import make_celery
 from shared.settings import Settings
 from shared.storage import Storage
@@ -40,6 +40,10 @@ app.conf.beat_schedule = {
         "task": "audioq.maintenance.fail_overdue_jobs",
         "schedule": 60.0,
     },
+    "recover-stalled-jobs": {
+        "task": "audioq.maintenance.recover_stalled_jobs",
+        "schedule": settings.recover_interval_s,
+    },
 }
 
 
@@ -53,6 +57,20 @@ def _prepare_storage(**_: object) -> None:
         Storage(settings).ensure_bucket()
     except Exception as e:  # the worker can still start; tasks will retry
         logging.getLogger(__name__).warning("could not ensure bucket: %s", e)
+
+
+@signals.worker_shutting_down.connect
+def _drain(sender: str = "", **_: object) -> None:
+    """SIGTERM (a deploy, a scale-down): the running attempts of this worker
+    hand their jobs back at their next progress report instead of holding the
+    shutdown for minutes (short analyses just finish); the jobs run again on
+    another worker."""
+    try:
+        r = db.connect(settings)
+        r.set(db.draining_key(str(sender)), "1", ex=600)
+        r.close()
+    except Exception as e:  # Redis down: the jobs are recovered by their heartbeat
+        logging.getLogger(__name__).warning("could not mark %s as draining: %s", sender, e)
 
 
 @signals.worker_process_init.connect

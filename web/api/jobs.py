@@ -189,6 +189,7 @@ def get_job(job_id: str):
 def cancel_job(job_id: str):
     svc = services.get()
     job = jobs.get(svc.redis, g.key.id, job_id)
-    if jobs.cancel(svc.redis, job, ttl=svc.settings.job_ttl_s) == "was_queued" and job.callback_url:
-        queue.notify(svc.celery, job.id)  # a running job's worker sends it when it stops
+    was = jobs.cancel(svc.redis, job, ttl=svc.settings.job_ttl_s, stale_s=svc.settings.job_stale_s)
+    if was in ("was_queued", "was_stalled") and job.callback_url:
+        queue.notify(svc.celery, job.id)  # a live worker sends it when it stops
     return jsonify(job_document(jobs.get(svc.redis, g.key.id, job_id)))
