@@ -33,7 +33,7 @@ def keys_create(a: argparse.Namespace) -> int:
     from shared import keys
 
     settings, r = _state()
-    secret, rec = keys.create(r, settings, plan=a.plan, credits=a.credits, name=a.name)
+    secret, rec = keys.create(r, settings, plan=a.plan, credits=a.credits, name=a.name, test=a.test)
     if a.json:
         print(
             json.dumps(
@@ -43,12 +43,14 @@ def keys_create(a: argparse.Namespace) -> int:
                     "plan": rec.plan,
                     "credits": a.credits,
                     "name": rec.name,
+                    "test": rec.test,
                     "webhook_secret": keys.webhook_secret(r, rec.id),
                 }
             )
         )
     else:
-        print(f"key:     {secret}\nid:      {rec.id}\nplan:    {rec.plan}\ncredits: {a.credits}")
+        mode = " (test mode: never charged, clips up to 30 s, assets live 1 h)" if rec.test else ""
+        print(f"key:     {secret}\nid:      {rec.id}\nplan:    {rec.plan}{mode}\ncredits: {a.credits}")
         print(f"webhook secret: {keys.webhook_secret(r, rec.id)}")
         print("The key is shown only now; store it safely.", file=sys.stderr)
     return 0
@@ -139,6 +141,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--credits", type=int, default=0)
     c.add_argument("--name", required=True)
     c.add_argument("--json", action="store_true")
+    c.add_argument("--test", action="store_true", help="test mode: never charged, short clips, low rate")
     c.set_defaults(func=keys_create)
     ls = k.add_parser("list", help="list keys with plan and balance")
     ls.add_argument("--json", action="store_true")

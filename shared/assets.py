@@ -175,7 +175,7 @@ def store_upload(
     these exact bytes, in which case that asset's expiry is extended to a full
     TTL and the new copy is discarded.
     """
-    plan = settings.plan(owner.plan)
+    plan = settings.limits(owner)
     new_id = ids.asset_id()
     obj = original_name(new_id)
     fd, spool_path = tempfile.mkstemp(prefix="audioq-upload-")
@@ -194,6 +194,13 @@ def store_upload(
             raise ApiError(400, "The request body is empty; send the audio file's bytes", "empty_body")
         try:
             info = audio.probe(spool_path)
+            if plan.max_duration_s is not None and info.duration_s > plan.max_duration_s:
+                raise ApiError(
+                    413,
+                    f"Test keys take audio of at most {plan.max_duration_s:g} s; this file is "
+                    f"{info.duration_s:.1f} s. Upload a shorter clip, or use a live key",
+                    "audio_too_long",
+                )
         except BaseException:
             _discard(storage, obj)
             raise

@@ -24,6 +24,7 @@ never share a keyspace. Celery keeps no results: job state is here only.
 | aq:jobs:running                  | zset   | none                | jobs.start/heartbeat (by beat) |
 | aq:jobs:pending-sends            | hash   | none                | maintenance (job id -> token)  |
 | aq:worker:{node}:draining        | string | 10 min              | worker shutdown (hand back)    |
+| aq:rate:{key_id}                 | hash   | time to refill      | ratelimit.take (tokens, at)    |
 | aq:owner:{key_id}:inflight:{q}   | zset   | none                | jobs (queued+running on q)     |
 | aq:fp:{key_id}:{asset_id}        | string | asset's remaining life | fingerprints.add (landmarks)|
 | aq:fpidx:{key_id}                | zset   | longest member's life | fingerprints.add (by expiry) |
@@ -92,6 +93,11 @@ def owner_jobs_key(key_id: str) -> str:
 ACTIVE_JOBS = f"{PREFIX}jobs:active"
 RUNNING_JOBS = f"{PREFIX}jobs:running"
 PENDING_SENDS = f"{PREFIX}jobs:pending-sends"
+
+
+def rate_key(key_id: str) -> str:
+    """The key's request token bucket (shared.ratelimit)."""
+    return f"{PREFIX}rate:{key_id}"
 
 
 def draining_key(worker: str) -> str:

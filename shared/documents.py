@@ -32,6 +32,7 @@ def _links(r, storage: Storage, job: jobs.Job, value):
 
 def job_document(r, storage: Storage, job: jobs.Job) -> dict:
     return {
+        **({"test": True} if job.test else {}),
         "job_id": job.id,
         "op": job.op,
         "status": job.status,

@@ -14,9 +14,10 @@ def key_id() -> str:
     return "key_" + secrets.token_urlsafe(9)
 
 
-def api_key() -> str:
-    """The secret a client presents: ``aq_`` + 43 characters (256 bits)."""
-    return "aq_" + secrets.token_urlsafe(32)
+def api_key(test: bool = False) -> str:
+    """The secret a client presents: ``aq_`` (``aq_test_`` for a test-mode
+    key, so one is recognisable in a config file) + 43 characters (256 bits)."""
+    return ("aq_test_" if test else "aq_") + secrets.token_urlsafe(32)
 
 
 def secret() -> str:

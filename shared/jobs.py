@@ -76,6 +76,7 @@ class Job:
     attempts: int
     callback_url: str = ""  # POSTed the finished document (signed), if set
     token: str = ""  # the current attempt's token (see the module docstring)
+    test: bool = False  # submitted with a test-mode key (never charged)
     heartbeat_at: float | None = None
     worker: str = ""  # host:pid of the last start
 
@@ -109,6 +110,7 @@ class Job:
             attempts=int(h.get("attempts") or 0),
             callback_url=h.get("callback_url", ""),
             token=h.get("token", ""),
+            test=h.get("test") == "1",
             heartbeat_at=opt_float("heartbeat_at"),
             worker=h.get("worker", ""),
         )

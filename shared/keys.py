@@ -25,12 +25,14 @@ class ApiKey:
     plan: str
     created_at: float
     revoked: bool
+    test: bool = False  # test mode: never charged, short clips, low rate, 1 h assets
 
     def to_dict(self, credits: int | None = None) -> dict:
         d: dict[str, object] = {
             "id": self.id,
             "name": self.name,
             "plan": self.plan,
+            "test": self.test,
             "created_at": db.iso(self.created_at),
             "revoked": self.revoked,
         }
@@ -50,17 +52,21 @@ def _from_hash(h: dict) -> ApiKey:
         plan=h["plan"],
         created_at=float(h["created_at"]),
         revoked=h.get("revoked") == "1",
+        test=h.get("test") == "1",
     )
 
 
-def create(r: redis.Redis, settings: Settings, *, plan: str, credits: int, name: str) -> tuple[str, ApiKey]:
-    """Create a key; returns (the secret key, its record). The secret is not stored."""
+def create(
+    r: redis.Redis, settings: Settings, *, plan: str, credits: int, name: str, test: bool = False
+) -> tuple[str, ApiKey]:
+    """Create a key; returns (the secret key, its record). The secret is not
+    stored. A ``test`` key is never charged and has the test-mode limits."""
     if plan not in settings.plans:
         raise ApiError(400, f"Unknown plan {plan!r}; choose one of {', '.join(settings.plans)}")
     if credits < 0:
         raise ApiError(400, "Credits must be zero or more")
-    secret = ids.api_key()
-    rec = ApiKey(id=ids.key_id(), name=name, plan=plan, created_at=db.now(), revoked=False)
+    secret = ids.api_key(test)
+    rec = ApiKey(id=ids.key_id(), name=name, plan=plan, created_at=db.now(), revoked=False, test=test)
     with r.pipeline(transaction=True) as p:
         p.set(db.apikey_key(hash_key(secret)), rec.id)
         p.hset(
@@ -71,6 +77,7 @@ def create(r: redis.Redis, settings: Settings, *, plan: str, credits: int, name:
                 "plan": plan,
                 "created_at": repr(rec.created_at),
                 "revoked": "0",
+                "test": "1" if test else "0",
                 "hash": hash_key(secret),
                 "webhook_secret": ids.secret(),
             },
@@ -148,8 +155,8 @@ def balance(r: redis.Redis, key_id: str) -> int:
 
 
 def can_upload(r: redis.Redis, settings: Settings, key: ApiKey) -> bool:
-    """Uploading is free but needs a positive balance, unless the plan is not billed."""
-    plan = settings.plans.get(key.plan)
-    if plan is not None and not plan.billed:
+    """Uploading is free but needs a positive balance, unless the key is not
+    billed (enterprise plan, test keys)."""
+    if not settings.limits(key).billed:
         return True
     return balance(r, key.id) > 0

@@ -28,18 +28,34 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Plan:
+    """What a key may do: its plan's limits, or the test-mode limits."""
+
     name: str
     max_upload_bytes: int
     asset_ttl_s: int
-    billed: bool  # False: no credit billing (enterprise)
+    billed: bool  # False: no credit billing (enterprise, test keys)
+    # Requests per second per key, sustained, and the burst on top (a token
+    # bucket of ``burst`` tokens refilled at ``rate_per_s``).
+    rate_per_s: float = 10.0
+    burst: int = 30
+    # Jobs of one key queued or running at once, per queue.
+    in_flight: dict[str, int] = field(default_factory=lambda: {"analysis": 20, "heavy": 2})
+    # Longest audio processed (test keys: short clips only); None = no limit.
+    max_duration_s: float | None = None
+    test: bool = False
 
 
 def _default_plans() -> dict[str, Plan]:
     return {
-        "basic": Plan("basic", 15 * MB, 1 * DAY, True),
-        "pro": Plan("pro", 50 * MB, 7 * DAY, True),
-        "enterprise": Plan("enterprise", 500 * MB, 7 * DAY, False),
+        "basic": Plan("basic", 15 * MB, 1 * DAY, True, 5.0, 20, {"analysis": 10, "heavy": 1}),
+        "pro": Plan("pro", 50 * MB, 7 * DAY, True, 20.0, 60, {"analysis": 30, "heavy": 4}),
+        "enterprise": Plan("enterprise", 500 * MB, 7 * DAY, False, 50.0, 150, {"analysis": 100, "heavy": 8}),
     }
+
+
+# Test-mode keys (`audioq keys create --test`): never charged, short clips
+# only, a low rate, assets that expire in an hour; the plan's upload size.
+TEST_LIMITS = {"rate_per_s": 2.0, "burst": 10, "in_flight": {"analysis": 4, "heavy": 1}}
 
 
 @dataclass(frozen=True)
@@ -93,6 +109,9 @@ class Settings:
     fetch_timeout_s: float = 60.0
     # Callback deliveries: attempts (with exponential backoff) before giving up.
     callback_attempts: int = 8
+    # Test-mode keys: audio processed at most this long; assets live this long.
+    test_max_duration_s: float = 30.0
+    test_asset_ttl_s: int = HOUR
 
     @property
     def job_busy_window_s(self) -> float:
@@ -105,6 +124,22 @@ class Settings:
 
     def plan(self, name: str) -> Plan:
         return self.plans[name]
+
+    def limits(self, key: object) -> Plan:
+        """The limits that apply to an API key (``shared.keys.ApiKey``): its
+        plan's, overlaid with the test-mode limits for a test key."""
+        plan = self.plans[key.plan]  # type: ignore[attr-defined]
+        if not getattr(key, "test", False):
+            return plan
+        return dataclasses.replace(
+            plan,
+            name=f"{plan.name} (test mode)",
+            billed=False,
+            asset_ttl_s=self.test_asset_ttl_s,
+            max_duration_s=self.test_max_duration_s,
+            test=True,
+            **TEST_LIMITS,  # type: ignore[arg-type]
+        )
 
     def cost(self, op: operations.Operation, options: Mapping[str, object]) -> int:
         """Credits a job of ``op`` costs (the registry's default unless overridden)."""
@@ -129,6 +164,12 @@ class Settings:
                 _int(env, f"AUDIOQ_PLAN_{up}_MAX_UPLOAD_MB", p.max_upload_bytes // MB) * MB,
                 _int(env, f"AUDIOQ_PLAN_{up}_ASSET_TTL_S", p.asset_ttl_s),
                 _bool(env, f"AUDIOQ_PLAN_{up}_BILLED", p.billed),
+                _float(env, f"AUDIOQ_PLAN_{up}_RATE_PER_S", p.rate_per_s),
+                _int(env, f"AUDIOQ_PLAN_{up}_BURST", p.burst),
+                {
+                    q: _int(env, f"AUDIOQ_PLAN_{up}_IN_FLIGHT_{q.upper()}", cap)
+                    for q, cap in p.in_flight.items()
+                },
             )
         s = cls(
             redis_url=get("REDIS_URL", d.redis_url),
@@ -159,6 +200,8 @@ class Settings:
             fetch_allowlist=tuple(x.strip() for x in get("FETCH_ALLOWLIST", "").split(",") if x.strip()),
             fetch_timeout_s=_float(env, "AUDIOQ_FETCH_TIMEOUT_S", d.fetch_timeout_s),
             callback_attempts=max(1, _int(env, "AUDIOQ_CALLBACK_ATTEMPTS", d.callback_attempts)),
+            test_max_duration_s=_float(env, "AUDIOQ_TEST_MAX_DURATION_S", d.test_max_duration_s),
+            test_asset_ttl_s=_int(env, "AUDIOQ_TEST_ASSET_TTL_S", d.test_asset_ttl_s),
         )
         try:  # a typo in the allowlist is a configuration error, not a silent refusal
             from shared.urlfetch import parse_allowlist

@@ -33,11 +33,10 @@ def test_expired_asset_is_404_before_the_sweeper_runs(short_ttl_app, api_key):
 
 
 def _app_keys(r) -> list[str]:
-    return sorted(
-        k
-        for k in r.keys(db.PREFIX + "*")
-        if not k.startswith((db.PREFIX + "key", db.PREFIX + "apikey", db.PREFIX + "credits"))
-    )
+    """Keys that hang off assets (not the key's own records: its hash, credits
+    and request-rate bucket)."""
+    own = ("key", "apikey", "credits", "rate")
+    return sorted(k for k in r.keys(db.PREFIX + "*") if not k.startswith(tuple(db.PREFIX + o for o in own)))
 
 
 def test_sweeper_task_empties_redis_and_s3(short_ttl_app, api_key, r, storage, worker):

@@ -48,6 +48,10 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     @app.after_request
     def _send_trace_id(resp):
         resp.headers["X-Trace-Id"] = g.get("trace_id", "")
+        decision = g.get("rate_limit")
+        if decision is not None:
+            for k, v in decision.headers().items():
+                resp.headers.setdefault(k, v)
         logs.trace_id.set("-")
         return resp
 

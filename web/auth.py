@@ -1,10 +1,11 @@
-"""API-key authentication: ``x-api-key: KEY`` or ``Authorization: Bearer KEY``."""
+"""API-key authentication (``x-api-key: KEY`` or ``Authorization: Bearer KEY``)
+and the key's request rate limit, checked before anything else is done."""
 
 from __future__ import annotations
 
 from flask import g, request
 
-from shared import keys
+from shared import keys, ratelimit
 from shared.errors import ApiError
 from web import services
 
@@ -33,7 +34,20 @@ def require_key() -> None:
             "missing_api_key",
             headers=CHALLENGE,
         )
-    rec = keys.authenticate(services.get().redis, secret)
+    svc = services.get()
+    rec = keys.authenticate(svc.redis, secret)
     if rec is None:
         raise ApiError(401, "Unknown or revoked API key", "invalid_api_key", headers=CHALLENGE)
     g.key = rec
+    limits = svc.settings.limits(rec)
+    decision = ratelimit.take(svc.redis, rec.id, limits.rate_per_s, limits.burst)
+    g.rate_limit = decision
+    if not decision.allowed:
+        raise ApiError(
+            429,
+            f"Too many requests: the {limits.name} plan allows {limits.rate_per_s:g} requests per "
+            f"second with bursts of {limits.burst}; retry in {decision.retry_after_s} s. "
+            "Nothing was charged",
+            "rate_limited",
+            headers=decision.headers(),
+        )

@@ -23,7 +23,14 @@ def submit_job(
     replay the Idempotency-Key's job), then queue it; a queue that cannot be
     reached fails the job with a refund (503)."""
     svc = services.get()
-    plan = svc.settings.plan(g.key.plan)
+    plan = svc.settings.limits(g.key)
+    if plan.max_duration_s is not None and asset.duration_s > plan.max_duration_s:
+        raise ApiError(
+            413,
+            f"Test keys process at most {plan.max_duration_s:g} s of audio; this asset is "
+            f"{asset.duration_s:.1f} s. Use a shorter clip, or a live key",
+            "audio_too_long",
+        )
     sub = jobs.submit(
         svc.redis,
         owner=g.key.id,
@@ -39,6 +46,8 @@ def submit_job(
         idempotency_key=request.headers.get("Idempotency-Key") or None,
         cached_result=jobs.cached(svc.redis, op, asset.sha256, options, asset.id),
         callback_url=callback_url,
+        in_flight_cap=plan.in_flight.get(op.queue),
+        extra={"test": "1"} if plan.test else None,
     )
     job = sub.job
     if sub.replay:

@@ -27,7 +27,7 @@ def admit(*, overhead: int = 0) -> None:
     (``overhead``: framing allowed on top of the file, for multipart) and a
     caller without credits."""
     svc = services.get()
-    plan = svc.settings.plan(g.key.plan)
+    plan = svc.settings.limits(g.key)
     declared = request.content_length
     if declared is not None and declared > plan.max_upload_bytes + overhead:
         raise too_large(plan.max_upload_bytes)

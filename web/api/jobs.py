@@ -124,6 +124,7 @@ def _respond(job: jobs.Job, asset: assets.Asset, applied: list[str]):
         result = outputs.render(job.result or {}, svc.storage, int(asset.expires_at - db.now()))
         body = {
             **result,
+            **({"test": True} if job.test else {}),
             "job_id": job.id,
             "asset_id": job.asset_id,
             "asset_expires_at": expires_at,
@@ -136,6 +137,7 @@ def _respond(job: jobs.Job, asset: assets.Asset, applied: list[str]):
     if job.status == "cancelled":
         raise ApiError(409, "The job was cancelled", "job_cancelled")
     body = {
+        **({"test": True} if job.test else {}),
         "job_id": job.id,
         "op": job.op,
         "status": job.status,

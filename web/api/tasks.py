@@ -59,7 +59,7 @@ def _fetch(url: object) -> assets.Asset:
     if not isinstance(url, str) or not url:
         raise ApiError(400, "'url' must be a non-empty http(s) URL string")
     svc = services.get()
-    plan = svc.settings.plan(g.key.plan)
+    plan = svc.settings.limits(g.key)
     uploads.admit()  # credits (the JSON request itself is far below the size limit)
     with urlfetch.open_url(
         url,
