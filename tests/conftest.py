@@ -121,10 +121,10 @@ class Key:
 
 @pytest.fixture
 def api_key(r, settings):
-    """``api_key(plan="pro", credits=100) -> Key`` (a real key in Redis)."""
+    """``api_key(plan="pro", credits=100, test=False) -> Key`` (a real key in Redis)."""
 
-    def make(plan: str = "pro", credits: int = 100, name: str = "test") -> Key:
-        secret, rec = keys.create(r, settings, plan=plan, credits=credits, name=name)
+    def make(plan: str = "pro", credits: int = 100, name: str = "test", test: bool = False) -> Key:
+        secret, rec = keys.create(r, settings, plan=plan, credits=credits, name=name, test=test)
         return Key(secret, rec.id, plan)
 
     return make
