@@ -67,11 +67,12 @@ import soundfile  # noqa: E402
 import soxr  # noqa: E402
 
 from bench.accuracy import SOUNDFONT, _fluidsynth_version, _midi_bytes, check_prerequisites  # noqa: E402
+from shared import operations  # noqa: E402
 from shared.settings import model_dir_from_env  # noqa: E402
 from workers.dsp import transcription  # noqa: E402
 
 SR = transcription.MODEL_SR
-MODEL = Path(model_dir_from_env()) / transcription.MODEL_FILE
+MODEL = Path(model_dir_from_env()) / operations.NOTE_MODEL
 RENDER_SR = 44100
 CACHE = ROOT / "bench" / ".cache" / "transcription"
 RENDER_VERSION = "fluidsynth-cli/float/mono/-1dBFS/fade0.3/v2"  # bump when the rendering changes

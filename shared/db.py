@@ -133,12 +133,14 @@ def idempotency_key(key_id: str, key: str) -> str:
     return f"{PREFIX}idem:{key_id}:{key}"
 
 
-def connect(settings: Settings) -> redis.Redis:
+def connect(settings: Settings, timeout_s: float | None = None) -> redis.Redis:
+    """A client of the application Redis; ``timeout_s`` shortens the socket
+    timeouts (for callers that must not block, e.g. a worker's event loop)."""
     return redis.Redis.from_url(
         settings.redis_url,
         decode_responses=True,
-        socket_connect_timeout=5,
-        socket_timeout=30,
+        socket_connect_timeout=timeout_s or 5,
+        socket_timeout=timeout_s or 30,
         health_check_interval=30,
     )
 

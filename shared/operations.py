@@ -104,6 +104,9 @@ class Operation:
     # Billed as another operation, chosen from the options (the tasks
     # dialect's separation costs what the v1 route with as many stems costs).
     bills_as: Callable[[Mapping[str, object]], str] | None = None
+    # Model files (in AUDIOQ_MODEL_DIR, from `audioq models fetch`) a worker
+    # of this operation's queue needs: it says so at start and in readiness.
+    models: tuple[str, ...] = ()
 
     def parse_options(self, raw: Mapping[str, object]) -> dict[str, object]:
         unknown = sorted(set(raw) - set(self.options))
@@ -185,6 +188,10 @@ _transcription_options = {
 # Pitch search range in Hz: from below a bass voice's lowest note to a
 # soprano's whistle register; beyond it f0 tracking is not meaningful.
 PITCH_HZ = (30.0, 2000.0)
+
+# Pretrained model files (ops/models.py writes them; workers load them).
+NOTE_MODEL = "basic-pitch-nmp.onnx"
+SEPARATION_MODEL = "spleeter-2stems.onnx"
 
 # The tasks dialect's models, and those only the 4-stem separation gives.
 TASK_MODELS = ("vocals", "instrumental", "drums", "bass", "other")
@@ -273,6 +280,7 @@ OPERATIONS: dict[str, Operation] = {
             cost=20,
             limit=1800,
             options={"format": _format},
+            models=(SEPARATION_MODEL,),
         ),
         _long(
             "separate/4stem",
@@ -281,6 +289,7 @@ OPERATIONS: dict[str, Operation] = {
             cost=30,
             limit=1800,
             options={"format": _format},
+            models=(SEPARATION_MODEL,),
         ),
         _long(
             "transcribe",
@@ -290,6 +299,7 @@ OPERATIONS: dict[str, Operation] = {
             limit=1200,
             check=_check_midi_range,
             options=_transcription_options,
+            models=(NOTE_MODEL,),
         ),
         _long(
             "segment-transcribe",
@@ -299,6 +309,7 @@ OPERATIONS: dict[str, Operation] = {
             limit=1200,
             check=_check_midi_range,
             options=_transcription_options,
+            models=(NOTE_MODEL,),
         ),
         # The tasks dialect's one separation run per task (POST /tasks):
         # ``targets`` is "model=fmt,fmt;model=fmt", built and checked by that front.
@@ -312,6 +323,7 @@ OPERATIONS: dict[str, Operation] = {
             public=False,
             document="task",
             bills_as=_targets_bill_as,
+            models=(SEPARATION_MODEL,),
         ),
     ]
 }

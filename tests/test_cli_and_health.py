@@ -68,6 +68,37 @@ def test_readyz_reports_a_dead_redis(settings, clean):
     assert resp.status_code == 503 and "redis" in resp.get_json()["message"]
 
 
+def test_readyz_reports_a_dead_broker(settings, clean):
+    """A web process whose broker is gone is not ready (every submission
+    would be a 503), though its Redis and S3 answer."""
+    from ops import services
+    from web import create_app
+
+    dead = f"redis://127.0.0.1:{services.free_port()}/1"
+    resp = create_app(settings.replace(broker_url=dead)).test_client().get("/readyz")
+    body = resp.get_json()
+    assert resp.status_code == 503 and body["code"] == "not_ready"
+    assert "broker" in body["message"] and "redis:" not in body["message"]
+
+
+def test_readyz_lists_the_workers_online_per_queue(client, worker):
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the worker records itself every 10 s
+        body = client.get("/readyz").get_json()
+        if body["workers"]:
+            break
+        time.sleep(0.5)
+    assert body["broker"] == "ok"
+    assert {q: body["workers"][q]["online"] for q in ("analysis", "heavy", "maintenance")} == {
+        "analysis": 1,
+        "heavy": 1,
+        "maintenance": 1,
+    }
+    assert body["workers"]["heavy"]["missing_models"] == 0
+
+
 def test_openapi_lists_every_route_and_operation(client):
     from shared import operations
 
@@ -87,3 +118,51 @@ def test_openapi_lists_every_route_and_operation(client):
         assert path in spec["paths"]
     page = client.get("/docs")
     assert page.status_code == 200 and b"/v1/bpm" in page.data
+
+
+def test_a_worker_without_its_models_says_so_and_fails_jobs_cleanly(
+    stack_env, service_dir, tmp_path, client, api_key, upload, r, celery_app
+):
+    """No 500 per job: the worker logs the missing model at start, readiness
+    names it, and a job that needs it fails 503 model_missing, refunded."""
+    import time
+
+    from audiogen import wav
+    from conftest import ROOT, _child_env, run_cli
+
+    from ops import services
+    from shared import fleet, keys
+
+    empty = tmp_path / "models"
+    empty.mkdir()
+    log = service_dir / "worker-nomodels.log"
+    env = _child_env(stack_env, {"AUDIOQ_MODEL_DIR": str(empty)})
+    cmd = services.celery_worker_cmd(concurrency=1, queues="heavy", name="nomodels")
+    p = services.spawn(cmd, log, env=env, cwd=ROOT)
+    others: list[str] = []
+    try:
+        deadline = time.monotonic() + 90
+        me = None
+        while time.monotonic() < deadline and me is None:
+            me = next((w for w in fleet.online(r) if w.node.startswith("nomodels@")), None)
+            time.sleep(0.5)
+        assert me is not None, log.read_text()[-2000:]
+        assert me.missing_models == ["basic-pitch-nmp.onnx", "spleeter-2stems.onnx"]
+        assert "models missing" in log.read_text() and "audioq models fetch" in log.read_text()
+        health = run_cli(stack_env, "health", "worker")
+        assert health.returncode == 1 and "basic-pitch-nmp.onnx" in health.stdout
+        # Only this worker takes heavy jobs meanwhile (the session's worker may be up too).
+        others = [n for reply in celery_app.control.ping(timeout=1) for n in reply if n != me.node]
+        if others:
+            celery_app.control.cancel_consumer("heavy", destination=others, reply=True, timeout=5)
+        key = api_key(credits=50)
+        aid = upload(key, wav(2.0, seed=8))
+        h = {**key.headers, "Prefer": "wait=60"}
+        resp = client.post("/v1/transcribe", json={"asset_id": aid}, headers=h)
+        body = resp.get_json()
+        assert resp.status_code == 503 and body["code"] == "model_missing", body
+        assert keys.balance(r, key.id) == 50  # refunded
+    finally:
+        if others:
+            celery_app.control.add_consumer("heavy", destination=others, reply=True, timeout=5)
+        services.stop_process(p)

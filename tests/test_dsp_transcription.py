@@ -13,6 +13,7 @@ import pretty_midi
 import pytest
 from audiogen import struck_tone as tone
 
+from shared import operations
 from shared.settings import model_dir_from_env
 from workers.dsp import transcription
 from workers.dsp.errors import OptionOutOfRange, UnprocessableAudio
@@ -20,7 +21,7 @@ from workers.dsp.transcription import NoteModel, Transcription
 
 SR = 22050
 # The model `audioq models fetch` put in the model folder (set-up runs it).
-MODEL = Path(model_dir_from_env()) / transcription.MODEL_FILE
+MODEL = Path(model_dir_from_env()) / operations.NOTE_MODEL
 
 
 def render(notes: list[tuple[float, float, int]], seconds: float, sr: int = SR) -> np.ndarray:

@@ -9,12 +9,15 @@ its app. Task modules declare their tasks with ``shared_task`` (see
 from __future__ import annotations
 
 import logging
+import os
 import pkgutil
+import socket
+import time
 
 from celery import signals
 
 import workers.tasks
-from shared import db, logs
+from shared import db, fleet, logs
 from shared.queue import make_celery
 from shared.settings import Settings
 from shared.storage import Storage
@@ -59,6 +62,61 @@ def _prepare_storage(**_: object) -> None:
         logging.getLogger(__name__).warning("could not ensure bucket: %s", e)
 
 
+log = logging.getLogger(__name__)
+
+# This worker's node name and queues, known once it is ready.
+_me: dict[str, object] = {}
+_PRESENCE_EVERY_S = 10.0
+
+
+@signals.worker_ready.connect
+def _announce(sender=None, **_: object) -> None:
+    """Record the worker in the fleet, and say at start when a model its
+    queues need is missing (jobs needing it fail clearly, refunded)."""
+    queues = sorted(q.name for q in sender.task_consumer.queues) if sender is not None else []
+    _me.update(node=getattr(sender, "hostname", "") or "", queues=queues, last=0.0)
+    missing = fleet.missing_models(settings.model_dir, queues)
+    if missing:
+        log.error(
+            "models missing in %s for queues %s: %s; run `audioq models fetch`",
+            settings.model_dir,
+            ",".join(queues),
+            ", ".join(missing),
+        )
+    _record_presence(force=True)
+
+
+@signals.heartbeat_sent.connect
+def _heartbeat(**_: object) -> None:
+    _record_presence()
+
+
+def _record_presence(force: bool = False) -> None:
+    """At most every 10 s, from the worker's main process (Celery's event
+    heartbeat calls this every 2 s); never blocks it for long."""
+    now = time.time()
+    if not _me.get("node") or (not force and now - float(_me["last"]) < _PRESENCE_EVERY_S):  # type: ignore[arg-type]
+        return
+    _me["last"] = now
+    queues = list(_me["queues"])  # type: ignore[call-overload]
+    try:
+        r = db.connect(settings, timeout_s=1.0)
+        fleet.record(
+            r,
+            fleet.Worker(
+                node=str(_me["node"]),
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                queues=queues,
+                missing_models=fleet.missing_models(settings.model_dir, queues),
+                seen_at=now,
+            ),
+        )
+        r.close()
+    except Exception as e:  # Redis briefly down: the next beat records it
+        log.warning("could not record worker presence: %s", e)
+
+
 @signals.worker_shutting_down.connect
 def _drain(sender: str = "", **_: object) -> None:
     """SIGTERM (a deploy, a scale-down): the running attempts of this worker
@@ -66,8 +124,9 @@ def _drain(sender: str = "", **_: object) -> None:
     shutdown for minutes (short analyses just finish); the jobs run again on
     another worker."""
     try:
-        r = db.connect(settings)
+        r = db.connect(settings, timeout_s=2.0)
         r.set(db.draining_key(str(sender)), "1", ex=600)
+        fleet.forget(r, str(sender))
         r.close()
     except Exception as e:  # Redis down: the jobs are recovered by their heartbeat
         logging.getLogger(__name__).warning("could not mark %s as draining: %s", sender, e)

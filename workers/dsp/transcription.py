@@ -4,7 +4,7 @@ Model: Basic Pitch (Bittner, Bosch, Rubinstein, Meseguer-Brocal & Ewert,
 "A lightweight instrument-agnostic model for polyphonic note transcription
 and multipitch estimation", ICASSP 2022), the ``icassp_2022`` checkpoint
 ``nmp.onnx`` (230 kB) of the ``basic-pitch`` wheel (Apache-2.0), copied into
-the model folder by ``audioq models fetch`` as :data:`MODEL_FILE`, run by
+the model folder by ``audioq models fetch``, run by
 onnxruntime on the CPU. The two small helpers of basic-pitch's inference
 code we need are ported below (:func:`_windows`, :func:`_inferred_onsets`).
 Its input is 22.05 kHz mono in windows of 43 844 samples (2 s less one
@@ -157,9 +157,6 @@ class Transcription:
         buf = io.BytesIO()
         pm.write(buf)
         return buf.getvalue()
-
-
-MODEL_FILE = "basic-pitch-nmp.onnx"  # in AUDIOQ_MODEL_DIR: `audioq models fetch` puts it there
 
 
 def _windows(padded: np.ndarray) -> Iterator[np.ndarray]:

@@ -5,16 +5,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared import outputs
+from shared import operations, outputs
+from shared.errors import ApiError
 from workers import context
 from workers.dsp import beats, structure
-from workers.dsp.transcription import MODEL_FILE, NoteModel, Transcription
+from workers.dsp.transcription import NoteModel, Transcription
 from workers.runner import Audio, JobContext, job_task
 
 
 def _model() -> NoteModel:
     """Loaded once per worker process (NoteModel.load caches by path)."""
-    return NoteModel.load(Path(context.get().settings.model_dir) / MODEL_FILE)
+    path = Path(context.get().settings.model_dir) / operations.NOTE_MODEL
+    if not path.is_file():
+        raise ApiError(
+            503,
+            "The note model is not installed on this worker (`audioq models fetch`); "
+            "the job was not charged. Try again later",
+            "model_missing",
+        )
+    return NoteModel.load(path)
 
 
 def _notes(audio: Audio, options: dict, ctx: JobContext, start: float, end: float) -> Transcription:
