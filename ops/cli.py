@@ -6,6 +6,10 @@ audioq keys revoke KEY_ID
 audioq keys credit KEY_ID N
 audioq assets expire            # run the expiry sweep once, now
 audioq assets reconcile         # delete orphan objects once, now
+audioq jobs list [--status S] [--op OP] [--key KEY_ID] | show ID | cancel ID
+audioq queues                   # depth, oldest wait, workers online per queue
+audioq health worker            # readiness of this host's workers (models present)
+audioq models fetch             # the pretrained models (AUDIOQ_MODEL_DIR)
 audioq stack up | down          # the whole stack locally (development)
 """
 
@@ -107,6 +111,98 @@ def assets_reconcile(a: argparse.Namespace) -> int:
     return 0
 
 
+def _job_row(job) -> dict:
+    from shared import db
+
+    return {
+        "job_id": job.id,
+        "op": job.op,
+        "status": job.status,
+        "progress": round(job.progress, 3),
+        "key_id": job.owner,
+        "asset_id": job.asset_id,
+        "created_at": db.iso(job.created_at),
+        "started_at": db.iso(job.started_at),
+        "finished_at": db.iso(job.finished_at),
+        "attempts": job.attempts,
+        "worker": job.worker,
+        "heartbeat_at": db.iso(job.heartbeat_at),
+        "cost": job.cost,
+        "billed": job.billed,
+        "refunded": job.refunded,
+        "cache": job.cache,
+        "trace_id": job.trace_id,
+        "callback_url": job.callback_url,
+        "error": job.error,
+    }
+
+
+def jobs_list(a: argparse.Namespace) -> int:
+    from shared import jobs
+
+    _, r = _state()
+    rows = [_job_row(j) for j in jobs.list_all(r, limit=a.limit, status=a.status, op=a.op, owner=a.key)]
+    if a.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'job_id':<30} {'op':<18} {'status':<10} {'prog':>5} {'tries':>5}  {'key_id':<16} created_at")
+    for row in rows:
+        print(
+            f"{row['job_id']:<30} {row['op']:<18} {row['status']:<10} {row['progress']:>5.2f} "
+            f"{row['attempts']:>5}  {row['key_id']:<16} {row['created_at']}"
+        )
+    return 0
+
+
+def jobs_show(a: argparse.Namespace) -> int:
+    from shared import db, jobs
+
+    _, r = _state()
+    job = jobs.get_any(r, a.job_id)
+    row = _job_row(job)
+    row["options"] = job.options
+    row["callback_status"] = r.hget(db.job_key(job.id), "callback_status")
+    row["recoveries"] = int(r.hget(db.job_key(job.id), "recoveries") or 0)
+    if a.json:
+        print(json.dumps(row))
+        return 0
+    width = max(len(k) for k in row)
+    for k, v in row.items():
+        print(f"{k:<{width}}  {json.dumps(v) if isinstance(v, (dict, list)) else v}")
+    return 0
+
+
+def jobs_cancel(a: argparse.Namespace) -> int:
+    from shared import jobs
+
+    settings, r = _state()
+    job = jobs.get_any(r, a.job_id)
+    was = jobs.cancel(r, job, ttl=settings.job_ttl_s, stale_s=settings.job_stale_s)
+    refunded = jobs.get_any(r, a.job_id).refunded
+    money = "refunded" if refunded else "not refunded"
+    print(f"cancelled {a.job_id} (it was {was.removeprefix('was_')}; {money})")
+    return 0
+
+
+def queues_show(a: argparse.Namespace) -> int:
+    from shared import queue
+
+    settings, r = _state()
+    broker = queue.broker_client(settings)
+    try:
+        stats = queue.stats(r, broker)
+    finally:
+        broker.close()
+    if a.json:
+        print(json.dumps([s.__dict__ for s in stats]))
+        return 0
+    print(f"{'queue':<12} {'depth':>6} {'waiting':>8} {'oldest (s)':>11} {'workers':>8}")
+    for st in stats:
+        age = f"{st.oldest_age_s:.1f}"
+        print(f"{st.queue:<12} {st.depth:>6} {st.jobs_waiting:>8} {age:>11} {st.workers_online:>8}")
+    return 0
+
+
 def health_worker(a: argparse.Namespace) -> int:
     """For a container healthcheck or a readiness probe: the workers of this
     host are online (seen within 30 s) and have the models their queues need."""
@@ -180,6 +276,28 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("assets", help="asset housekeeping").add_subparsers(dest="cmd", required=True)
     s.add_parser("expire", help="delete expired assets now").set_defaults(func=assets_expire)
     s.add_parser("reconcile", help="delete orphan objects now").set_defaults(func=assets_reconcile)
+
+    j = sub.add_parser("jobs", help="jobs of every key").add_subparsers(dest="cmd", required=True)
+    jl = j.add_parser("list", help="newest first")
+    jl.add_argument("--status", choices=["queued", "running", "completed", "failed", "cancelled"])
+    jl.add_argument("--op", help="operation, e.g. separate/4stem")
+    jl.add_argument("--key", help="key id (key_...)")
+    jl.add_argument("--limit", type=int, default=50)
+    jl.add_argument("--json", action="store_true")
+    jl.set_defaults(func=jobs_list)
+    js = j.add_parser("show", help="one job: attempts, worker, heartbeat, callback delivery")
+    js.add_argument("job_id")
+    js.add_argument("--json", action="store_true")
+    js.set_defaults(func=jobs_show)
+    jc = j.add_parser(
+        "cancel", help="cancel a queued or running job (refunded if it never ran or its worker is gone)"
+    )
+    jc.add_argument("job_id")
+    jc.set_defaults(func=jobs_cancel)
+
+    q = sub.add_parser("queues", help="depth, waiting jobs, oldest wait and workers online per queue")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=queues_show)
 
     hl = sub.add_parser("health", help="readiness checks").add_subparsers(dest="cmd", required=True)
     hw = hl.add_parser("worker", help="exit 0 when this host's workers are online with their models")

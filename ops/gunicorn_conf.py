@@ -42,3 +42,31 @@ def post_request(worker, req, environ, resp):
             drained += len(data)
     except OSError:
         pass
+
+
+# /metrics under several worker processes: prometheus-client's multiprocess
+# mode, its files in AUDIOQ_METRICS_DIR (a fresh temporary folder when unset),
+# emptied at start; the variables are set before the workers fork and import
+# the app, and a dead worker's live gauges are dropped.
+def on_starting(server):
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from shared.settings import Settings
+
+    folder = Settings.from_env().metrics_dir or tempfile.mkdtemp(prefix="audioq-metrics-")
+    path = Path(folder)
+    if path.exists():
+        for f in path.glob("*.db"):
+            f.unlink()
+    else:
+        path.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder  # read by prometheus-client itself
+    os.environ["AUDIOQ_METRICS_DIR"] = folder
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import redis
 
-from shared import audio, db, fingerprints, ids, jobs
+from shared import audio, db, fingerprints, ids, jobs, metrics
 from shared.errors import ApiError
 from shared.keys import ApiKey
 from shared.settings import Settings
@@ -223,7 +223,9 @@ def store_upload(
         expires_at=t + plan.asset_ttl_s,
     )
     asset_id, created = register(r, candidate, now=t)
-    if not created:
+    if created:
+        metrics.bump_storage(r, assets=1, asset_bytes=candidate.size_bytes)
+    else:
         _discard(storage, obj)
     asset = get(r, owner.id, asset_id, now=t)
     return asset, created
@@ -372,17 +374,19 @@ def expire_due(r: redis.Redis, storage: Storage, *, now: float | None = None, ba
     :func:`reconcile`. Returns the number of assets removed."""
     t = db.now() if now is None else now
     removed = 0
+    metrics.bump_storage(r, expiry_sweeps=1)
     while True:
         due = r.zrangebyscore(db.EXPIRY_INDEX, "-inf", t, start=0, num=batch)
         if not due:
             return removed
         for asset_id in due:
-            owner = r.hget(db.asset_key(asset_id), "owner")
+            owner, size = r.hmget(db.asset_key(asset_id), "owner", "size_bytes")
             sha = r.eval(_EXPIRE, 2, db.asset_key(asset_id), db.EXPIRY_INDEX, db.PREFIX, asset_id, repr(t))
             if sha:
-                storage.delete_asset_objects(asset_id)
+                objects = storage.delete_asset_objects(asset_id)
                 jobs.drop_cache(r, sha)
                 fingerprints.remove(r, owner, asset_id)
+                metrics.bump_storage(r, assets=-1, asset_bytes=-int(size or 0), expired_objects=objects)
                 removed += 1
         if len(due) < batch:
             return removed
@@ -408,4 +412,5 @@ def reconcile(r: redis.Redis, storage: Storage, settings: Settings, *, now: floa
             doomed.append(obj.name)
     for i in range(0, len(doomed), 1000):
         storage.delete_many(doomed[i : i + 1000])
+    metrics.bump_storage(r, reconcile_orphans=len(doomed))
     return len(doomed)

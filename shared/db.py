@@ -21,6 +21,8 @@ never share a keyspace. Celery keeps no results: job state is here only.
 |   queue recoveries worker (host:pid of the last start) callback_status                 |
 | aq:owner:{key_id}:jobs           | zset   | none (pruned lazily)| jobs.submit (by created_at)    |
 | aq:jobs:active                   | zset   | none                | jobs (id by deadline)          |
+| aq:jobs:all                      | zset   | none (pruned lazily)| jobs.submit (by created_at)    |
+| aq:queued:{queue}, aq:m:*        | see shared/metrics.py (fleet-wide counters, waiting jobs)     |
 | aq:jobs:running                  | zset   | none                | jobs.start/heartbeat (by beat) |
 | aq:jobs:pending-sends            | hash   | none                | maintenance (job id -> token)  |
 | aq:worker:{node}:draining        | string | 10 min              | worker shutdown (hand back)    |
@@ -91,6 +93,7 @@ def owner_jobs_key(key_id: str) -> str:
 
 
 ACTIVE_JOBS = f"{PREFIX}jobs:active"
+ALL_JOBS = f"{PREFIX}jobs:all"
 RUNNING_JOBS = f"{PREFIX}jobs:running"
 PENDING_SENDS = f"{PREFIX}jobs:pending-sends"
 

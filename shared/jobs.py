@@ -44,7 +44,7 @@ from typing import Any
 
 import redis
 
-from shared import db, ids
+from shared import db, ids, metrics
 from shared.errors import ApiError
 from shared.operations import Operation
 
@@ -140,11 +140,15 @@ def new_token() -> str:
 
 # --------------------------------------------------------------------------- submit
 
-_SUBMIT = """
+_SUBMIT = (
+    metrics.LUA
+    + """
 -- KEYS: credits, job, owner jobs zset, idempotency key, active zset,
---       the owner's in-flight zset of the operation's queue
+--       the owner's in-flight zset of the operation's queue, the queue's
+--       waiting zset, every job (zset by created_at)
 -- ARGV: cost, billed, job id, created_at, fingerprint, use idem (0/1),
---       deadline ('' = none), in-flight cap ('' = none), then job field/value pairs
+--       deadline ('' = a cache hit, born completed), in-flight cap ('' = none),
+--       op, then job field/value pairs
 if ARGV[6] == '1' then
   local prev = redis.call('GET', KEYS[4])
   if prev then
@@ -162,20 +166,27 @@ local bal = tonumber(redis.call('GET', KEYS[1]) or '0')
 if ARGV[2] == '1' and cost > 0 then
   if bal < cost then return {0, tostring(bal)} end
   bal = redis.call('DECRBY', KEYS[1], cost)
+  m_credits('charged', cost)
 end
 local fields = {}
-for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+redis.call('ZADD', KEYS[8], ARGV[4], ARGV[3])
+m_count(ARGV[9], 'submitted', 1)
 if ARGV[7] ~= '' then
   redis.call('ZADD', KEYS[5], ARGV[7], ARGV[3])
   redis.call('ZADD', KEYS[6], ARGV[4], ARGV[3])
+  redis.call('ZADD', KEYS[7], ARGV[4], ARGV[3])
+else
+  m_count(ARGV[9], 'cache_hit', 1)
 end
 if ARGV[6] == '1' then
   redis.call('SET', KEYS[4], ARGV[3] .. '|' .. ARGV[5], 'EX', IDEM_TTL)
 end
 return {1, tostring(bal)}
 """.replace("IDEM_TTL", str(IDEMPOTENCY_TTL_S))
+)
 
 
 @dataclass(frozen=True)
@@ -248,13 +259,15 @@ def submit(
     )
     code, value = r.eval(
         _SUBMIT,
-        6,
+        8,
         db.credits_key(owner),
         db.job_key(job_id),
         db.owner_jobs_key(owner),
         idem_key,
         db.ACTIVE_JOBS,
         db.in_flight_key(owner, op.queue),
+        metrics.queued_key(op.queue),
+        db.ALL_JOBS,
         str(cost if not hit else 0),
         "1" if billed else "0",
         job_id,
@@ -263,6 +276,7 @@ def submit(
         "1" if idempotency_key else "0",
         "" if hit else repr(t + queue_timeout_s),
         "" if (hit or in_flight_cap is None) else str(in_flight_cap),
+        op.name,
         *flat,
     )
     code = int(code)
@@ -322,10 +336,49 @@ def list_for_owner(
     return [Job.from_hash(h) for h in hashes], next_cursor
 
 
+def list_all(
+    r: redis.Redis,
+    *,
+    limit: int = 50,
+    status: str | None = None,
+    op: str | None = None,
+    owner: str | None = None,
+) -> list[Job]:
+    """Every owner's jobs, newest first, filtered (for operators). Records
+    that expired drop out of the index as they are met."""
+    out: list[Job] = []
+    start, step = 0, 500
+    while len(out) < limit:
+        ids_ = r.zrevrange(db.ALL_JOBS, start, start + step - 1)
+        if not ids_:
+            break
+        start += len(ids_)
+        with r.pipeline(transaction=False) as p:
+            for i in ids_:
+                p.hgetall(db.job_key(i))
+            hashes = p.execute()
+        gone = [i for i, h in zip(ids_, hashes, strict=True) if not h]
+        if gone:
+            r.zrem(db.ALL_JOBS, *gone)
+            start -= len(gone)
+        for h in hashes:
+            if not h:
+                continue
+            job = Job.from_hash(h)
+            if (status and job.status != status) or (op and job.op != op) or (owner and job.owner != owner):
+                continue
+            out.append(job)
+            if len(out) == limit:
+                break
+    return out
+
+
 # --------------------------------------------------------------------------- transitions
 
-_START = """
--- KEYS: job, active zset, running zset
+_START = (
+    metrics.LUA
+    + """
+-- KEYS: job, active zset, running zset, the queue's waiting zset
 -- ARGV: job id, now, hard limit s, worker, token, max attempts, busy window s
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'missing' end
@@ -342,9 +395,13 @@ local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
 if attempts >= tonumber(ARGV[6]) then return 'exhausted' end
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[4], 'heartbeat_at', ARGV[2],
            'attempts', attempts + 1)
+redis.call('ZREM', KEYS[4], ARGV[1])
+local op = redis.call('HGET', KEYS[1], 'op')
 if not redis.call('HGET', KEYS[1], 'started_at') then
   redis.call('HSET', KEYS[1], 'started_at', ARGV[2])
+  m_observe('wait', op, tonumber(ARGV[2]) - tonumber(redis.call('HGET', KEYS[1], 'created_at')))
 end
+if attempts > 0 then redis.call('HINCRBY', 'REDELIVERIES', op, 1) end
 -- The first deadline holds across attempts: a restart never extends it.
 if not redis.call('HGET', KEYS[1], 'deadline') then
   local deadline = tonumber(ARGV[2]) + tonumber(ARGV[3]) + 60
@@ -353,7 +410,8 @@ if not redis.call('HGET', KEYS[1], 'deadline') then
 end
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 return 'ok'
-"""
+""".replace("REDELIVERIES", metrics.REDELIVERIES)
+)
 
 _BEAT = """
 -- KEYS: job, running zset; ARGV: job id, token, now, progress ('' = unchanged)
@@ -369,8 +427,11 @@ end
 return 1
 """
 
-_FINISH = """
--- KEYS: job, active zset, credits, done channel, running zset, in-flight zset
+_FINISH = (
+    metrics.LUA
+    + """
+-- KEYS: job, active zset, credits, done channel, running zset, in-flight zset,
+--       the queue's waiting zset
 -- ARGV: job id, status, now, field (result|error), json, refund (0/1), ttl,
 --       token ('' = any: the sweeper and the API)
 local st = redis.call('HGET', KEYS[1], 'status')
@@ -381,19 +442,30 @@ redis.call('HSET', KEYS[1], 'status', ARGV[2], 'finished_at', ARGV[3], ARGV[4], 
 if ARGV[2] == 'completed' then redis.call('HSET', KEYS[1], 'progress', '1') end
 if ARGV[6] == '1' and redis.call('HGET', KEYS[1], 'billed') == '1'
    and redis.call('HGET', KEYS[1], 'refunded') ~= '1' then
-  redis.call('INCRBY', KEYS[3], tonumber(redis.call('HGET', KEYS[1], 'cost')))
+  local cost = tonumber(redis.call('HGET', KEYS[1], 'cost'))
+  redis.call('INCRBY', KEYS[3], cost)
   redis.call('HSET', KEYS[1], 'refunded', '1')
+  m_credits('refunded', cost)
 end
+local op = redis.call('HGET', KEYS[1], 'op')
+m_count(op, ARGV[2], 1)
+local started = redis.call('HGET', KEYS[1], 'started_at')
+if started then m_observe('run', op, tonumber(ARGV[3]) - tonumber(started)) end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('ZREM', KEYS[6], ARGV[1])
+redis.call('ZREM', KEYS[7], ARGV[1])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
 redis.call('PUBLISH', KEYS[4], ARGV[2])
 return 'ok'
 """
+)
 
-_CANCEL = """
--- KEYS: job, active zset, credits, done channel, running zset, in-flight zset
+_CANCEL = (
+    metrics.LUA
+    + """
+-- KEYS: job, active zset, credits, done channel, running zset, in-flight zset,
+--       the queue's waiting zset
 -- ARGV: job id, now, ttl, stale before (heartbeat time)
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'missing' end
@@ -402,21 +474,27 @@ redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[2])
 local beat = tonumber(redis.call('HGET', KEYS[1], 'heartbeat_at') or '0')
 local refund = st == 'queued' or beat < tonumber(ARGV[4])
 if refund and redis.call('HGET', KEYS[1], 'billed') == '1' then
-  redis.call('INCRBY', KEYS[3], tonumber(redis.call('HGET', KEYS[1], 'cost')))
+  local cost = tonumber(redis.call('HGET', KEYS[1], 'cost'))
+  redis.call('INCRBY', KEYS[3], cost)
   redis.call('HSET', KEYS[1], 'refunded', '1')
+  m_credits('refunded', cost)
 end
+m_count(redis.call('HGET', KEYS[1], 'op'), 'cancelled', 1)
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('ZREM', KEYS[6], ARGV[1])
+redis.call('ZREM', KEYS[7], ARGV[1])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 redis.call('PUBLISH', KEYS[4], 'cancelled')
 if st == 'running' and refund then return 'was_stalled' end
 return 'was_' .. st
 """
+)
 
 _REQUEUE = """
--- KEYS: job, running zset; ARGV: job id, new token, now, stale before ('' = hand back:
--- the running attempt gives the job up itself), old token ('' = any)
+-- KEYS: job, running zset, the queue's waiting zset
+-- ARGV: job id, new token, now, stale before ('' = hand back: the running
+--       attempt gives the job up itself), old token ('' = any)
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
 if ARGV[5] ~= '' and redis.call('HGET', KEYS[1], 'token') ~= ARGV[5] then return 0 end
 if ARGV[4] ~= '' and tonumber(redis.call('HGET', KEYS[1], 'heartbeat_at') or '0') >= tonumber(ARGV[4]) then
@@ -430,6 +508,7 @@ else
 end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'token', ARGV[2], 'worker', '')
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 return 1
 """
 
@@ -439,6 +518,7 @@ def start(
     job_id: str,
     token: str,
     *,
+    queue: str,
     hard_limit_s: int,
     worker: str,
     max_attempts: int,
@@ -450,10 +530,11 @@ def start(
     forbids running it."""
     return r.eval(
         _START,
-        3,
+        4,
         db.job_key(job_id),
         db.ACTIVE_JOBS,
         db.RUNNING_JOBS,
+        metrics.queued_key(queue),
         job_id,
         repr(db.now()),
         hard_limit_s,
@@ -490,13 +571,14 @@ def _finish(
 ) -> bool:
     out = r.eval(
         _FINISH,
-        6,
+        7,
         db.job_key(job.id),
         db.ACTIVE_JOBS,
         db.credits_key(job.owner),
         db.job_done_channel(job.id),
         db.RUNNING_JOBS,
         db.in_flight_key(job.owner, _queue_of(job)),
+        metrics.queued_key(_queue_of(job)),
         job.id,
         status,
         repr(db.now()),
@@ -543,13 +625,14 @@ def cancel(r: redis.Redis, job: Job, *, ttl: int, stale_s: float) -> str:
     t = db.now()
     out = r.eval(
         _CANCEL,
-        6,
+        7,
         db.job_key(job.id),
         db.ACTIVE_JOBS,
         db.credits_key(job.owner),
         db.job_done_channel(job.id),
         db.RUNNING_JOBS,
         db.in_flight_key(job.owner, _queue_of(job)),
+        metrics.queued_key(_queue_of(job)),
         job.id,
         repr(t),
         ttl,
@@ -571,7 +654,10 @@ def hand_back(r: redis.Redis, job_id: str, token: str) -> str | None:
     queued again with a new token, the attempt not counted. Returns the new
     token, or None if the attempt no longer owned the job."""
     new = new_token()
-    done = r.eval(_REQUEUE, 2, db.job_key(job_id), db.RUNNING_JOBS, job_id, new, repr(db.now()), "", token)
+    queued = metrics.queued_key(_queue_of(get_any(r, job_id)))
+    done = r.eval(
+        _REQUEUE, 3, db.job_key(job_id), db.RUNNING_JOBS, queued, job_id, new, repr(db.now()), "", token
+    )
     return new if done else None
 
 
@@ -607,8 +693,18 @@ def recover_stalled(
                 failed.append(job_id)
             continue
         new = new_token()
+        queued = metrics.queued_key(_queue_of(job))
         if r.eval(
-            _REQUEUE, 2, db.job_key(job_id), db.RUNNING_JOBS, job_id, new, repr(t), repr(t - stale_s), ""
+            _REQUEUE,
+            3,
+            db.job_key(job_id),
+            db.RUNNING_JOBS,
+            queued,
+            job_id,
+            new,
+            repr(t),
+            repr(t - stale_s),
+            "",
         ):
             requeued.append((job_id, new))
     return Recovery(requeued, failed)

@@ -1,5 +1,13 @@
-"""Structured-enough logs: every record carries the current ``trace_id`` (and
-job id in workers), bound per request or per task and cleared afterwards."""
+"""Structured logs for the API, the workers and beat: every record carries the
+current ``trace_id`` (and the job id in workers), bound per request or per
+task and cleared afterwards.
+
+``AUDIOQ_LOG_FORMAT=text`` (default) writes ``key=value``-style lines;
+``json`` writes one JSON object per line (python-json-logger) with
+``time``, ``level``, ``logger``, ``message``, ``trace_id``, ``job_id`` and any
+``extra`` fields a call passes (the access log's ``method``, ``route``,
+``status``, ``duration_ms``, ``key_id``).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +15,13 @@ import contextvars
 import logging
 import uuid
 
+from pythonjsonlogger.json import JsonFormatter
+
 trace_id: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", default="-")
 job_id: contextvars.ContextVar[str] = contextvars.ContextVar("job_id", default="-")
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s trace=%(trace_id)s job=%(job_id)s %(message)s"
+JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s %(trace_id)s %(job_id)s"
 
 
 class _ContextFilter(logging.Filter):
@@ -20,13 +31,22 @@ class _ContextFilter(logging.Filter):
         return True
 
 
-def setup(level: str) -> None:
+def setup(level: str, fmt: str = "text") -> None:
     """Configure the root logger once per process."""
     root = logging.getLogger()
     if any(getattr(h, "_audioq", False) for h in root.handlers):
         return
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(FORMAT))
+    if fmt == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                JSON_FIELDS,
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                timestamp=False,
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(_ContextFilter())
     handler._audioq = True  # type: ignore[attr-defined]
     root.addHandler(handler)

@@ -6,10 +6,18 @@ client-only app from it to enqueue by task name (it never imports workers).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import redis
 from celery import Celery
 
-from shared import operations
+from shared import db, fleet, metrics, operations
 from shared.settings import Settings
+
+#: The Celery queues: analysis and heavy from the registry, and maintenance.
+QUEUES = tuple(sorted({op.queue for op in operations.OPERATIONS.values()} | {"maintenance"}))
+# kombu's Redis transport keeps a queue's messages in one list per priority step.
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
 def make_celery(settings: Settings, include: list[str] | None = None) -> Celery:
@@ -72,3 +80,42 @@ INDEX_TASK = "audioq.identify.index_asset"
 def index_asset(app: Celery, asset_id: str) -> None:
     """Queue fingerprinting a new asset for identify."""
     app.send_task(INDEX_TASK, args=[asset_id], queue="analysis")
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    queue: str
+    depth: int  # messages waiting in the broker
+    jobs_waiting: int  # jobs queued (not yet started) on it
+    oldest_age_s: float  # how long the oldest waiting job has waited
+    workers_online: int
+
+
+def broker_client(settings: Settings) -> redis.Redis:
+    """The broker's Redis (the design uses Redis as the broker)."""
+    return redis.Redis.from_url(settings.effective_broker_url, socket_connect_timeout=2, socket_timeout=5)
+
+
+def stats(r: redis.Redis, broker: redis.Redis, now: float | None = None) -> list[QueueStats]:
+    """Depth, waiting jobs, oldest wait and workers online, per queue: what an
+    operator (``audioq queues``) and an autoscaler (``/metrics``) look at."""
+    t = db.now() if now is None else now
+    with broker.pipeline(transaction=False) as p:
+        for q in QUEUES:
+            for suffix in _PRIORITY_SUFFIXES:
+                p.llen(q + suffix)
+        lengths = p.execute()
+    online = fleet.online(r, now=t)
+    out = []
+    for i, q in enumerate(QUEUES):
+        depth = sum(lengths[i * len(_PRIORITY_SUFFIXES) : (i + 1) * len(_PRIORITY_SUFFIXES)])
+        out.append(
+            QueueStats(
+                queue=q,
+                depth=int(depth),
+                jobs_waiting=metrics.queued_count(r, q),
+                oldest_age_s=metrics.oldest_queued_age(r, q, t),
+                workers_online=sum(1 for w in online if q in w.queues),
+            )
+        )
+    return out

@@ -83,6 +83,11 @@ class Settings:
     # Multipart part size when streaming uploads to S3 (bounded upload memory).
     upload_part_bytes: int = 5 * MB
     log_level: str = "INFO"
+    # "text" (key=value lines) or "json" (one JSON object per line).
+    log_format: str = "text"
+    # Prometheus multiprocess files of the API's gunicorn workers ("" = one
+    # process, in-memory); ops/gunicorn_conf.py makes one when unset.
+    metrics_dir: str = ""
     # Fast operations answer synchronously, waiting up to this long for the job.
     sync_wait_s: float = 15.0
     # Credits per operation where the operator overrides the registry's
@@ -188,6 +193,8 @@ class Settings:
             reconcile_grace_s=_int(env, "AUDIOQ_RECONCILE_GRACE_S", d.reconcile_grace_s),
             upload_part_bytes=max(5 * MB, _int(env, "AUDIOQ_UPLOAD_PART_MB", 5) * MB),
             log_level=get("LOG_LEVEL", d.log_level).upper(),
+            log_format=_choice(env, "AUDIOQ_LOG_FORMAT", d.log_format, ("text", "json")),
+            metrics_dir=get("METRICS_DIR", ""),
             sync_wait_s=_float(env, "AUDIOQ_SYNC_WAIT_S", d.sync_wait_s),
             cost_overrides=_cost_overrides(env),
             job_ttl_s=_int(env, "AUDIOQ_JOB_TTL_S", d.job_ttl_s),
@@ -277,6 +284,13 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if v in _FALSE:
         return False
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or default).strip().lower()
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 def _next_db(redis_url: str) -> str:

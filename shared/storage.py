@@ -200,11 +200,12 @@ class Storage:
         except Exception as e:
             raise _wrap(e) from e
 
-    def delete_asset_objects(self, asset_id: str) -> None:
-        """Delete the original and every derived object of an asset."""
+    def delete_asset_objects(self, asset_id: str) -> int:
+        """Delete the original and every derived object of an asset; how many."""
         names = [original_name(asset_id)]
         names += [o.name for o in self.list(derived_prefix(asset_id))]
         self.delete_many(names)
+        return len(names)
 
 
 def _wrap(e: Exception, name: str | None = None) -> StorageError | ObjectNotFound:

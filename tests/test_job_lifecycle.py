@@ -38,6 +38,7 @@ def _start(r, job, token: str | None = None, max_attempts: int = 3) -> str:
         r,
         job.id,
         job.token if token is None else token,
+        queue=operations.get(job.op).queue,
         hard_limit_s=10,
         worker="w:1",
         max_attempts=max_attempts,

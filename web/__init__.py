@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 
@@ -9,10 +10,35 @@ from flask import Flask, g, request
 
 from shared import logs
 from shared.settings import Settings
-from web import errors, services
+from web import errors, metrics, services
 from web.api import account, assets, docs, health, jobs, tasks
 
 _SANE_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+access = logging.getLogger("audioq.access")
+
+
+def _access_log(resp) -> None:
+    """One line per request: method, route template, status, duration, the
+    key's id (never the key) and the trace id (from the log context)."""
+    ms = (time.monotonic() - g.get("started", time.monotonic())) * 1000
+    key = g.get("key")
+    key_id = key.id if key is not None else "-"
+    route = metrics.route_label()
+    access.info(
+        "%s %s %s %.1fms key=%s",
+        request.method,
+        route,
+        resp.status_code,
+        ms,
+        key_id,
+        extra={
+            "method": request.method,
+            "route": route,
+            "status": resp.status_code,
+            "duration_ms": round(ms, 1),
+            "key_id": key_id,
+        },
+    )
 
 
 def create_app(config: Settings | dict | None = None) -> Flask:
@@ -24,12 +50,13 @@ def create_app(config: Settings | dict | None = None) -> Flask:
         settings = Settings.from_env()
         if config:
             settings = settings.replace(**config)
-    logs.setup(settings.log_level)
+    logs.setup(settings.log_level, settings.log_format)
 
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     services.init_app(app, settings)
     errors.init_app(app)
+    metrics.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(assets.bp)
@@ -52,6 +79,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
         if decision is not None:
             for k, v in decision.headers().items():
                 resp.headers.setdefault(k, v)
+        _access_log(resp)
         logs.trace_id.set("-")
         return resp
 

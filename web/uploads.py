@@ -12,7 +12,7 @@ from flask import g, request
 
 from shared import assets, keys, queue
 from shared.errors import ApiError
-from web import services
+from web import metrics, services
 
 MB = 1024 * 1024
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ def store(read: Callable[[int], bytes], *, name: str = "", query: bool = False) 
     ``query`` clip."""
     svc = services.get()
     asset, created = assets.store_upload(svc.redis, svc.storage, svc.settings, g.key, read, name=name)
+    metrics.UPLOAD_BYTES.inc(asset.size_bytes)
     if created and query:
         assets.mark_query(svc.redis, asset.id)
     elif created:

@@ -52,7 +52,7 @@ app.conf.beat_schedule = {
 
 @signals.worker_init.connect
 def _prepare_storage(**_: object) -> None:
-    logs.setup(settings.log_level)
+    logs.setup(settings.log_level, settings.log_format)
     try:
         # A Storage of its own: the main process must not cache a context
         # whose open S3 connections every forked pool process would inherit
@@ -130,6 +130,11 @@ def _drain(sender: str = "", **_: object) -> None:
         r.close()
     except Exception as e:  # Redis down: the jobs are recovered by their heartbeat
         logging.getLogger(__name__).warning("could not mark %s as draining: %s", sender, e)
+
+
+@signals.beat_init.connect
+def _beat_logs(**_: object) -> None:
+    logs.setup(settings.log_level, settings.log_format)
 
 
 @signals.worker_process_init.connect

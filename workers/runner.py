@@ -244,6 +244,7 @@ def run_job(
             r,
             job_id,
             token,
+            queue=op.queue,
             hard_limit_s=op.time_limit,
             worker=f"{worker or socket.gethostname()}:{os.getpid()}",
             max_attempts=settings.job_max_attempts,
