@@ -23,6 +23,7 @@ before, at peak (sampled every 20 ms) and after.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import statistics
@@ -40,8 +41,6 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-import contextlib
 
 from ops import services  # noqa: E402
 from shared import db, keys  # noqa: E402
@@ -223,9 +222,7 @@ def main() -> int:
         print(json.dumps({"rows": rows, "load_1min": load}))
         return 0
     print(f"load average (1 min) at the end: {load:.2f}; {args.seconds:g} s per case, {CLIENTS} clients")
-    print(
-        "| case | requests | req/s | p50 ms | p99 ms | errors | API RSS before / peak / after (MB, 2 workers) |"
-    )
+    print("| case | requests | req/s | p50 ms | p99 ms | errors | API RSS before / peak / after, MB |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
