@@ -572,13 +572,7 @@ def _finish(
     out = r.eval(
         _FINISH,
         7,
-        db.job_key(job.id),
-        db.ACTIVE_JOBS,
-        db.credits_key(job.owner),
-        db.job_done_channel(job.id),
-        db.RUNNING_JOBS,
-        db.in_flight_key(job.owner, _queue_of(job)),
-        metrics.queued_key(_queue_of(job)),
+        *_end_keys(job),
         job.id,
         status,
         repr(db.now()),
@@ -596,6 +590,19 @@ def _queue_of(job: Job) -> str:
 
     op = OPERATIONS.get(job.op)
     return op.queue if op else "analysis"
+
+
+def _end_keys(job: Job) -> list[str]:
+    """The keys a job's end (finish or cancel) touches, in the scripts' order."""
+    return [
+        db.job_key(job.id),
+        db.ACTIVE_JOBS,
+        db.credits_key(job.owner),
+        db.job_done_channel(job.id),
+        db.RUNNING_JOBS,
+        db.in_flight_key(job.owner, _queue_of(job)),
+        metrics.queued_key(_queue_of(job)),
+    ]
 
 
 def complete(
@@ -626,13 +633,7 @@ def cancel(r: redis.Redis, job: Job, *, ttl: int, stale_s: float) -> str:
     out = r.eval(
         _CANCEL,
         7,
-        db.job_key(job.id),
-        db.ACTIVE_JOBS,
-        db.credits_key(job.owner),
-        db.job_done_channel(job.id),
-        db.RUNNING_JOBS,
-        db.in_flight_key(job.owner, _queue_of(job)),
-        metrics.queued_key(_queue_of(job)),
+        *_end_keys(job),
         job.id,
         repr(t),
         ttl,

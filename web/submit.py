@@ -24,13 +24,6 @@ def submit_job(
     reached fails the job with a refund (503)."""
     svc = services.get()
     plan = svc.settings.limits(g.key)
-    if plan.max_duration_s is not None and asset.duration_s > plan.max_duration_s:
-        raise ApiError(
-            413,
-            f"Test keys process at most {plan.max_duration_s:g} s of audio; this asset is "
-            f"{asset.duration_s:.1f} s. Use a shorter clip, or a live key",
-            "audio_too_long",
-        )
     sub = jobs.submit(
         svc.redis,
         owner=g.key.id,
