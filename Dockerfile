@@ -1,6 +1,8 @@
-# audioq: one image for every role (web, worker, beat, flower).
+# audioq: one image for every role (web, worker pools, beat, flower).
 # The role is chosen by the command; the default runs the API.
-FROM python:3.11-slim
+# docker-compose.yml tags it audioq:<project version>; docs/operations.md.
+# Base pinned to a full version (bump deliberately, with the constraints).
+FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
