@@ -1,5 +1,6 @@
 """docker-compose.yml, the Dockerfile and deploy/ agree with the code and with
-each other (parse only; no Docker, no Kubernetes, no services).
+each other (parse only: no Docker, no Kubernetes; one test reads the app's
+/metrics to check the documented metrics table).
 
 * The compose services get exactly the AUDIOQ_* names ``ops.services.stack_env``
   gives a local stack, every AUDIOQ_* name is one shared/settings.py reads, and
@@ -602,6 +603,22 @@ def test_metrics_table_documents_each_metric():
     for name, kind in metrics.items():
         # Prometheus naming: counters end in _total, no histogram does.
         assert name.endswith("_total") == (kind == "counter"), (name, kind)
+
+
+def test_metrics_table_is_what_the_api_serves(client):
+    """The one test here that runs code: every metric family GET /metrics
+    serves is in the table, with its type, and the table lists nothing else."""
+    resp = client.get("/metrics")
+    assert resp.status_code == 200
+    served = {}
+    for line in resp.get_data(as_text=True).splitlines():
+        if line.startswith("# TYPE audioq_"):
+            _, _, name, kind = line.split()
+            if name.endswith("_created"):
+                continue  # prometheus-client's creation time of a counter (single process only)
+            # Older text formats name a counter's family without its _total.
+            served[name if name.endswith("_total") or kind != "counter" else name + "_total"] = kind
+    assert served == _documented_metrics()
 
 
 # Not audioq's: Prometheus's own scrape health and the blackbox exporter's result.
