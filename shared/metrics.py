@@ -101,10 +101,16 @@ class Histogram:
     sum: float
 
 
+def _slot(bound: float) -> str:
+    """A bucket's field name as the script writes it: Lua 5.1's tostring,
+    i.e. C's %.14g ("1", not "1.0")."""
+    return format(float(bound), ".14g")
+
+
 def _histogram(h: dict[str, str], bounds: tuple[float, ...]) -> Histogram:
     cumulative, out = 0, []
     for b in (*bounds, float("inf")):
-        cumulative += int(h.get("+Inf" if b == float("inf") else repr(float(b)), 0))
+        cumulative += int(h.get("+Inf" if b == float("inf") else _slot(b), 0))
         out.append((b, cumulative))
     return Histogram(out, int(h.get("count", 0)), float(h.get("sum", 0.0)))
 

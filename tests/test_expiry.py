@@ -35,7 +35,7 @@ def test_expired_asset_is_404_before_the_sweeper_runs(short_ttl_app, api_key):
 def _app_keys(r) -> list[str]:
     """Keys that hang off assets (not the key's own records: its hash, credits
     and request-rate bucket)."""
-    own = ("key", "apikey", "credits", "rate")
+    own = ("key", "apikey", "credits", "rate", "m:", "fleet")  # + fleet-wide metrics and workers
     return sorted(k for k in r.keys(db.PREFIX + "*") if not k.startswith(tuple(db.PREFIX + o for o in own)))
 
 

@@ -188,3 +188,21 @@ def test_operator_cli_lists_shows_and_cancels_jobs(stack_env, client, api_key, u
         )
     finally:
         celery_app.control.add_consumer("analysis", reply=True, timeout=5)
+
+
+def test_histogram_buckets_read_back_what_the_scripts_wrote(r, api_key, upload, client, worker):
+    """Buckets are counted by Lua and read by Python: every observation lands
+    in some bucket, and the +Inf bucket equals the count."""
+    from shared import metrics
+
+    key = api_key(credits=10)
+    for seed in (31, 32):
+        aid = upload(key, wav(1.0, seed=seed))
+        client.post("/v1/lufs", json={"asset_id": aid}, headers={**key.headers, "Prefer": "wait=60"})
+    snap = metrics.snapshot(r, ["lufs"])
+    for hist in (snap.run["lufs"], snap.wait["lufs"]):
+        assert hist.count == 2 and hist.buckets[-1] == (float("inf"), 2)
+        assert [c for _, c in hist.buckets] == sorted(c for _, c in hist.buckets)
+    raw = r.hgetall(metrics.run_key("lufs"))
+    slots = {k for k in raw if k not in ("count", "sum")}
+    assert slots <= {metrics._slot(b) for b in metrics.RUN_BUCKETS} | {"+Inf"}, slots
