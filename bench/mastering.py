@@ -68,8 +68,8 @@ from bench.accuracy import (  # noqa: E402
     check_prerequisites,
     make_specs,
 )
-from shared.errors import ApiError  # noqa: E402
 from workers.dsp import loudness, mastering  # noqa: E402
+from workers.dsp.errors import UnprocessableAudio  # noqa: E402
 
 RENDER_SR = 44100
 CACHE = ROOT / "bench" / ".cache" / "mastering"
@@ -155,9 +155,7 @@ class Run:
 def run_ours(x, sr, target, ceiling):
     try:
         return mastering.master(x, sr, target_lufs=target, ceiling_dbtp=ceiling).audio
-    except ApiError as e:
-        if e.status != 422:
-            raise
+    except UnprocessableAudio:
         return None
 
 

@@ -90,6 +90,7 @@ SR = 44100
 SOUNDFONT = acc.SOUNDFONT
 CACHE = ROOT / "bench" / ".cache" / "separation"
 DOCS = ROOT / "bench" / "docs" / "separation.md"
+LONG_TRACKS_MARK = "<!-- long tracks: bench/separation_long.py; kept by bench/separation.py -->"
 MODEL_DIR = Path.home() / ".cache" / "audioq" / "models"
 RENDER_VERSION = "fluidsynth-cli/float/stereo-stems/equal-rms/vocals0dB/v1"
 STEMS4 = ("vocals", "drums", "bass", "other")
@@ -499,6 +500,10 @@ So 4 stems are the model's (or the fallback's) vocals and accompaniment split by
 (`spleeter-2stems+dsp-4stem`); see workers/dsp/separation.py.
 """
     DOCS.parent.mkdir(parents=True, exist_ok=True)
+    # bench/separation_long.py's section (long tracks: time and memory) is kept.
+    kept = DOCS.read_text().partition(LONG_TRACKS_MARK) if DOCS.exists() else ("", "", "")
+    if kept[1]:
+        text = text.rstrip("\n") + "\n\n" + kept[1] + kept[2]
     DOCS.write_text(text)
     print(f"wrote {DOCS.relative_to(ROOT)}")
 

@@ -14,6 +14,10 @@ over fixed-size blocks. Neither pass allocates anything proportional to the
 input: working memory is the hop sums (80 bytes per second of audio and
 channel, ~1 MB for 20 minutes of stereo) and a C-contiguous float32/float64
 input is never copied.
+
+:class:`LoudnessMeter` gives the same measures, exactly, for a signal fed
+block by block (a file read from disk, a master as it is rendered): the
+filters' state and the open hop are carried from block to block.
 """
 
 from __future__ import annotations
@@ -217,6 +221,11 @@ def measure(x: np.ndarray, sr: int) -> Loudness:
     # reaches; a true peak below the sample peak would be nonsense.
     true_peak = max(true_peak, sample_peak)
 
+    return _summary(hop_energy, hop_edges, sample_peak, true_peak)
+
+
+def _summary(hop_energy: np.ndarray, hop_edges: np.ndarray, sample_peak: float, true_peak: float) -> Loudness:
+    """Every measure from the channel-weighted hop energies and the peaks."""
     momentary = _window_loudness(hop_energy, hop_edges, _MOMENTARY_HOPS)
     short_term = _window_loudness(hop_energy, hop_edges, _SHORT_TERM_HOPS)
     return Loudness(
@@ -228,6 +237,115 @@ def measure(x: np.ndarray, sr: int) -> Loudness:
         short_term_max_lufs=_max_loudness(short_term),
         short_term=short_term,
     )
+
+
+class LoudnessMeter:
+    """The measures of :func:`measure`, fed block by block: ``add(block)``
+    for consecutive blocks of one signal, then ``result()``. Memory does not
+    grow with the signal beyond the hop energies (80 bytes per second).
+
+    The result equals :func:`measure` on the concatenated blocks exactly,
+    whatever the block sizes: the K-weighting filters' state and the open
+    hop's partial sum are carried from block to block (the same arithmetic
+    in the same order), and the true-peak interpolator is fed the last 11
+    samples of the previous block before each block (the signal is silent
+    before the first and after the last, as in :func:`measure`).
+
+    ``sr`` in Hz (at least 8000), ``channels`` in WAV/SMPTE order as for
+    :func:`measure`. ``add`` raises UnprocessableAudio at the first
+    non-finite sample, naming its index in the whole signal.
+    """
+
+    def __init__(self, sr: int, channels: int) -> None:
+        if not float(sr).is_integer() or sr < MIN_SAMPLE_RATE:
+            raise UnprocessableAudio(
+                f"sample rate {sr} Hz: need a whole number of Hz, at least {MIN_SAMPLE_RATE}"
+            )
+        if channels < 1:
+            raise ValueError(f"need at least one channel, got {channels}")
+        self.sr = int(sr)
+        self.channels = int(channels)
+        self._weights = np.array(_CHANNEL_WEIGHTS.get(channels, (1.0,) * channels))
+        self._sos = _k_weighting_sos(self.sr)
+        self._filter_state = np.zeros((channels, 4))  # transposed direct form II, per channel
+        self._open_hop = np.zeros(channels)  # partial sums of the hop being filled
+        self._hops: list[np.ndarray] = []  # channel-weighted energies of finished hops
+        self._hop = 0  # index of the hop being filled
+        self._frames = 0
+        self._sample_peak = 0.0
+        self._true_peak = 0.0
+        self._tp_history: np.ndarray | None = None  # last n_taps - 1 frames
+
+    @property
+    def frames(self) -> int:
+        """Frames fed so far."""
+        return self._frames
+
+    def add(self, block: np.ndarray) -> None:
+        """Feed the next float32/float64 (frames, channels) block (or (frames,) for mono)."""
+        frames = _as_frames(block)
+        if frames.shape[1] != self.channels:
+            raise ValueError(f"expected {self.channels} channels, got {frames.shape[1]}")
+        m = frames.shape[0]
+        if m == 0:
+            return
+        start, end = self._frames, self._frames + m
+        # Hops whose last sample is in this block: hop h is [h*sr//10, (h+1)*sr//10).
+        first = self._hop
+        last = first
+        while (last + 1) * self.sr // _HOPS_PER_SECOND <= end:
+            last += 1
+        ends = np.arange(first + 1, last + 1, dtype=np.int64) * self.sr // _HOPS_PER_SECOND
+        finished = np.zeros(len(ends))
+        for c in range(self.channels):
+            energy = np.empty(len(ends))
+            acc, peak, bad = _k_weighted_block(
+                frames, c, self._sos, self._filter_state[c], self._open_hop[c], ends, start, energy
+            )
+            if bad >= 0:
+                raise UnprocessableAudio(
+                    f"sample {bad} of channel {c} (at {bad / self.sr:.3f} s) is NaN or infinite; "
+                    "the decoded audio is corrupt"
+                )
+            self._open_hop[c] = acc
+            self._sample_peak = max(self._sample_peak, peak)
+            if self._weights[c]:
+                finished += self._weights[c] * energy
+        if len(ends):
+            self._hops.append(finished)
+        self._hop = last
+        self._true_peak_block(frames, final=False)
+        self._frames = end
+
+    def result(self) -> Loudness:
+        """The measures of everything fed so far (the signal taken as ending here)."""
+        if self._tp_history is not None:
+            self._true_peak_block(None, final=True)
+        n = self._frames
+        n_hops = n * _HOPS_PER_SECOND // self.sr
+        # A hop that ends on the last frame only by rounding is not a hop to measure().
+        hop_energy = np.concatenate(self._hops)[:n_hops] if self._hops else np.zeros(0)
+        hop_edges = np.arange(n_hops + 1, dtype=np.int64) * self.sr // _HOPS_PER_SECOND
+        sample_peak = self._sample_peak
+        return _summary(hop_energy, hop_edges, sample_peak, max(self._true_peak, sample_peak))
+
+    def _true_peak_block(self, frames: np.ndarray | None, final: bool) -> None:
+        t = _TRUE_PEAK_TAPS_REVERSED.shape[1] - 1
+        if frames is None:  # the filter's ring-out after the last sample
+            frames = np.zeros((0, self.channels), self._tp_history.dtype)
+        history = self._tp_history
+        if history is None:
+            history = np.zeros((t, self.channels), frames.dtype)  # silence before the signal
+        ext = np.ascontiguousarray(np.concatenate([history.astype(frames.dtype, copy=False), frames]))
+        # Output i of the FIR holds ext[i - t .. i]: outputs t .. len(ext) - 1 have
+        # their whole history here; the ones after are the ring-out, valid only at the end.
+        out = np.zeros(len(ext) + t)
+        for c in range(self.channels):
+            oversampled_peaks(ext, c, _TRUE_PEAK_TAPS_REVERSED, _TRUE_PEAK_BLOCK, out)
+        valid = out[t:] if final else out[t : len(ext)]
+        if len(valid):
+            self._true_peak = max(self._true_peak, float(valid.max()))
+        self._tp_history = None if final else ext[-t:].copy()
 
 
 def warmup() -> None:
@@ -312,6 +430,43 @@ def _k_weighted_hop_energy(frames, c, sos, hop_edges):
             return energy, peak, i
         peak = max(peak, a)
     return energy, peak, -1
+
+
+@numba.njit(cache=True)
+def _k_weighted_block(frames, c, sos, state, acc, ends, start, energy):
+    """One block of channel ``c`` for :class:`LoudnessMeter`: the K-weighting
+    biquads from ``state`` (s00, s01, s10, s11, updated in place), the
+    squared output summed onto ``acc``, the sum stored into ``energy[k]`` and
+    restarted at each hop end ``ends[k]`` (absolute frame indexes, frame
+    ``start`` being the block's first). Returns the open hop's sum, the
+    block's sample peak and the absolute index of its first non-finite
+    sample (-1 if none). The same arithmetic as ``_k_weighted_hop_energy``."""
+    n = frames.shape[0]
+    b00, b01, b02, a01, a02 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 3], sos[0, 4]
+    b10, b11, b12, a11, a12 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 3], sos[1, 4]
+    s00, s01, s10, s11 = state[0], state[1], state[2], state[3]
+    peak = 0.0
+    k = 0
+    n_ends = ends.shape[0]
+    for i in range(n):
+        v = np.float64(frames[i, c])
+        a = abs(v)
+        if not a <= 1.7976931348623157e308:  # NaN fails every comparison
+            return acc, peak, start + i
+        peak = max(peak, a)
+        y = b00 * v + s00
+        s00 = b01 * v - a01 * y + s01
+        s01 = b02 * v - a02 * y
+        w = b10 * y + s10
+        s10 = b11 * y - a11 * w + s11
+        s11 = b12 * y - a12 * w
+        acc += w * w
+        if k < n_ends and start + i + 1 == ends[k]:
+            energy[k] = acc
+            acc = 0.0
+            k += 1
+    state[0], state[1], state[2], state[3] = s00, s01, s10, s11
+    return acc, peak, -1
 
 
 # fastmath lets LLVM vectorise the 4-phase dot products; safe because the

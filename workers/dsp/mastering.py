@@ -41,13 +41,12 @@ every channel, so the image does not move):
 5. **Iteration.** The output is re-measured with our meter; ``G`` moves by
    the loudness error divided by the secant slope of loudness over ``G``
    (limiting makes it < 1), until within 0.05 LU: typically 1 round (plain
-   gain) to 4, each a limiter pass and a measurement, ~0.5 s of CPU for 4
-   min of stereo at 44.1 kHz (1-3.5 s in all for such a track). Loudness
-   is not always monotonic in ``G``: as the limited chorus stops growing,
-   a quiet verse may climb over the relative gate and pull the integrated
-   value down; the round closest to the target is kept. A last check
-   scales the output down if its measured true peak is above the ceiling
-   (float32 rounding; not seen in practice).
+   gain) to 4, each a limiter pass and a measurement. Loudness is not
+   always monotonic in ``G``: as the limited chorus stops growing, a quiet
+   verse may climb over the relative gate and pull the integrated value
+   down; the round closest to the target is kept. A last check scales the
+   output down if its measured true peak is above the ceiling (float32
+   rounding; not seen in practice).
 
 **When the target cannot be reached.** The limiter is allowed at most 12 dB
 of gain reduction on the top 0.1 % of the side chain (the strongest hits;
@@ -58,18 +57,27 @@ function raises :class:`UnprocessableAudio` naming the loudest level this track
 reaches under that ceiling (e.g. target -6 LUFS with ceiling -3 dBTP on a
 very dynamic track). When ``target + (true peak − loudness of the input) ≤
 ceiling`` no limiting is needed: the result is a plain gain, exact to 0.01
-LU. On the FluidSynth songs of bench/mastering.py every target from -23 to
--9 LUFS was reached (within 0.08 LU, never above the ceiling).
+LU.
 
-Why not pedalboard (installed, and tried): its ``Compressor`` (JUCE)
-detects each channel on its own, which moves the stereo image when one side
-is louder; its ``Limiter`` is JUCE's, with a fixed first stage, automatic
-make-up gain and a 0 dBFS clip; its ``BrickwallLimiter(true_peak=True)``
-still lets inter-sample peaks over the ceiling by our meter (up to +0.09 dB
-on the songs of bench/mastering.py, +0.33 dB on a generated drum-heavy
-song pushed to -9 LUFS) and has no way to hit a loudness target. Since the
-limiter must hold the ceiling by *our* meter, it is built here on the
-meter's own interpolator, in numba like the meter.
+**Memory.** :func:`master_stream` works on a block source (a file read
+from disk in blocks) in passes, never holding the track: one to measure it,
+two for the compressor's percentile, one to measure the compressed signal,
+one that computes the limiter's side chain into a temporary file (4 bytes
+per frame) and one more for its percentile, then one per round (compress,
+limit, measure on the fly) and a last one that renders the master into the
+encoder. The compressor's envelope, the limiter's window minimum, release
+and moving average carry their state from block to block, and the
+percentiles are exact (two histogram passes over the bits of the float32
+values), so the samples are those of the whole-array computation, whatever
+the block size; :func:`master` is the same code over an in-memory source.
+
+Why not pedalboard (installed, and tried; numbers in bench/docs/mastering.md):
+its ``Compressor`` detects each channel on its own, which moves the stereo
+image when one side is louder; its ``BrickwallLimiter(true_peak=True)``
+still lets inter-sample peaks over the ceiling by our meter and has no way
+to hit a loudness target. Since the limiter must hold the ceiling by *our*
+meter, it is built here on the meter's own interpolator, in numba like the
+meter.
 
 No EQ and no DC removal: the spectrum is left as it came.
 """
@@ -77,14 +85,18 @@ No EQ and no DC removal: the spectrum is left as it came.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import IO
 
 import numba
 import numpy as np
 
 from workers.dsp import loudness
+from workers.dsp.blocks import BLOCK_FRAMES, ArraySource, BlockSource, FrameBuffer, concatenate
 from workers.dsp.errors import OptionOutOfRange, UnprocessableAudio
 
 # Option bounds (proposed for the API's validation too): quieter than -30
@@ -138,11 +150,36 @@ class Mastered:
 
     def to_dict(self) -> dict:
         """JSON-ready, without the audio; levels rounded to 0.01 dB."""
-        return {
-            "input": {k: _round(v) for k, v in self.input.items()},
-            "output": {k: _round(v) for k, v in self.output.items()},
-            "gain_db": round(self.gain_db, 2),
-        }
+        return _summary_dict(self.input, self.output, self.gain_db)
+
+
+def _summary_dict(inp: dict, out: dict, gain_db: float) -> dict:
+    return {
+        "input": {k: _round(v) for k, v in inp.items()},
+        "output": {k: _round(v) for k, v in out.items()},
+        "gain_db": round(gain_db, 2),
+    }
+
+
+@dataclass
+class MasterStream:
+    """A master of a :class:`~workers.dsp.blocks.BlockSource`, decided but
+    not held: :meth:`blocks` renders it from the source, block by block (one
+    more pass), as float32 (frames, channels) at the source's rate. Fields as
+    :class:`Mastered`'s."""
+
+    source: BlockSource
+    chain: _Chain
+    input: dict
+    output: dict
+    gain_db: float
+
+    def to_dict(self) -> dict:
+        """JSON-ready, without the audio; levels rounded to 0.01 dB."""
+        return _summary_dict(self.input, self.output, self.gain_db)
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        return self.chain.render(self.source)
 
 
 def master(
@@ -158,7 +195,8 @@ def master(
     ``x``: float samples, full scale 1.0, shape ``(n,)`` or ``(n, channels)``;
     ``sr``: sample rate in Hz (at least 8000). The result's audio is float32
     of the same shape at the same rate. ``progress``, if given, is called
-    with the fraction done (0..1) a few times. Deterministic.
+    with the fraction done (0..1) a few times. Deterministic. The
+    whole-array form of :func:`master_stream` (the same samples).
 
     Raises :class:`OptionOutOfRange` for options outside :data:`TARGET_LUFS_RANGE` /
     :data:`CEILING_DBTP_RANGE`; :class:`UnprocessableAudio` for audio with no measurable loudness
@@ -168,47 +206,84 @@ def master(
     """
     _check_option("target_lufs", target_lufs, TARGET_LUFS_RANGE, "LUFS")
     _check_option("ceiling_dbtp", ceiling_dbtp, CEILING_DBTP_RANGE, "dBTP")
-    report = progress or (lambda _fraction: None)
     shape = np.shape(x)
     try:
-        before = loudness.measure(x, sr)
+        before = loudness.measure(x, sr)  # of x as given (float64 stays float64)
     except UnprocessableAudio as e:
         raise UnprocessableAudio(f"Cannot master this audio: {e.message}") from None
+    frames = np.asarray(x, np.float32).reshape(shape[0], -1)
+    source = ArraySource(frames, sr)
+    done = master_stream(source, target_lufs, ceiling_dbtp, progress, before=before)
+    audio = concatenate(done.blocks(), source.frames, source.channels)
+    return Mastered(audio=audio.reshape(shape), input=done.input, output=done.output, gain_db=done.gain_db)
+
+
+def master_stream(
+    source: BlockSource,
+    target_lufs: float = -14.0,
+    ceiling_dbtp: float = -1.0,
+    progress: Callable[[float], None] | None = None,
+    *,
+    before: loudness.Loudness | None = None,
+    scratch_dir: str | None = None,
+) -> MasterStream:
+    """:func:`master` of audio read in blocks, in memory that does not grow
+    with its length: every step is a pass over the source (measuring it,
+    the compressor's level percentile, the limiter's side-chain percentile,
+    then one pass per round of the iteration, each limiting and measuring
+    on the fly), and the result is rendered by one more pass
+    (:meth:`MasterStream.blocks`). The compressor's envelope and the
+    limiter's gain are recursions whose state is carried from block to
+    block, and the percentiles are exact (two histogram passes over the
+    bits of the float32 values), so the samples are those of the
+    whole-array computation, whatever the block size.
+
+    ``before``: the source's loudness if already measured. ``scratch_dir``:
+    where the limiter keeps its side chain (4 bytes per frame, a temporary
+    file deleted with the result; default: the system's temporary
+    directory). Raises as :func:`master`.
+    """
+    _check_option("target_lufs", target_lufs, TARGET_LUFS_RANGE, "LUFS")
+    _check_option("ceiling_dbtp", ceiling_dbtp, CEILING_DBTP_RANGE, "dBTP")
+    report = progress or (lambda _fraction: None)
+    sr, channels = int(source.sample_rate), int(source.channels)
+    if before is None:
+        try:
+            before = _measure(source.blocks(), sr, channels)
+        except UnprocessableAudio as e:
+            raise UnprocessableAudio(f"Cannot master this audio: {e.message}") from None
     if before.integrated_lufs is None or before.true_peak_dbtp is None:
         raise UnprocessableAudio(
             "The audio has no measurable loudness (silent, or shorter than 0.4 s): nothing to master"
         )
     report(0.1)
-    frames = np.ascontiguousarray(np.asarray(x, np.float32).reshape(shape[0], -1))
 
     excess = (before.true_peak_dbtp - before.integrated_lufs) - (ceiling_dbtp - target_lufs)
     compression_db = min(_MAX_COMPRESSION_DB, _COMPRESS_SHARE * (excess - _COMPRESS_ABOVE_DB))
+    compressor = None
     start_lufs, start_peak = before.integrated_lufs, before.true_peak_dbtp
     if compression_db > 0:
-        frames = _compress(frames, sr, compression_db)
-        start = loudness.measure(frames, sr)
-        start_lufs, start_peak = _levels(start)
+        compressor = _Compressor.fit(source, compression_db)
+        start_lufs, start_peak = _levels(_measure(compressor.blocks(source.blocks()), sr, channels))
     report(0.3)
 
-    limiter = _Limiter(frames, sr, ceiling_dbtp - _LIMITER_MARGIN_DB, start_peak)
+    limiter = _Limiter(source, compressor, ceiling_dbtp - _LIMITER_MARGIN_DB, start_peak, scratch_dir)
     gain_db = limiter.clamp(target_lufs - start_lufs)
     tried: list[tuple[float, float]] = []  # (gain dB, output LUFS)
-    best: tuple[np.ndarray, loudness.Loudness, float, float] | None = None  # audio, loudness, error, gain
+    best: tuple[_Chain, loudness.Loudness, float, float] | None = None  # chain, loudness, error, gain
     for round_ in range(_MAX_ROUNDS):
-        out = limiter.apply(gain_db)
-        after = loudness.measure(out, sr)
+        chain = _Chain(compressor, limiter, gain_db, 0.0)
+        after = _measure(chain.render(source), sr, channels)
         out_lufs, out_peak = _levels(after)
-        trim_db = 0.0
         if out_peak > ceiling_dbtp:
             # Not seen in practice (the limiter aims 0.02 dB lower); the
             # meter is linear, so scaling down lands exactly on the ceiling.
-            trim_db = ceiling_dbtp - out_peak - 0.001
-            out *= np.float32(10.0 ** (trim_db / 20.0))
-            after = loudness.measure(out, sr)
+            chain = _Chain(compressor, limiter, gain_db, ceiling_dbtp - out_peak - 0.001)
+            after = _measure(chain.render(source), sr, channels)
             out_lufs, out_peak = _levels(after)
         error = target_lufs - out_lufs
         if best is None or abs(error) < abs(best[2]):
-            best = (out, after, error, gain_db + trim_db)
+            best = (chain, after, error, gain_db + chain.trim_db)
         report(0.3 + 0.65 * (round_ + 1) / _MAX_ROUNDS)
         if abs(error) <= _AIM_LU or (error > 0 and gain_db >= limiter.max_gain_db):
             break
@@ -220,10 +295,9 @@ def master(
             slope = (tried[-1][1] - tried[-2][1]) / (tried[-1][0] - tried[-2][0])
             slope = min(1.5, max(0.05, slope))
         gain_db = limiter.clamp(gain_db + error / slope)
-        del out
 
     assert best is not None  # _MAX_ROUNDS >= 1
-    out, after, error, gain_db = best
+    chain, after, error, gain_db = best
     if abs(error) > TOLERANCE_LU:
         raise UnprocessableAudio(
             f"Cannot reach {target_lufs:g} LUFS under a {ceiling_dbtp:g} dBTP ceiling without "
@@ -231,8 +305,9 @@ def master(
             "Choose a quieter target or a higher ceiling",
         )
     report(1.0)
-    return Mastered(
-        audio=out.reshape(shape),
+    return MasterStream(
+        source=source,
+        chain=chain,
         input={"integrated_lufs": before.integrated_lufs, "true_peak_dbtp": before.true_peak_dbtp},
         output={"integrated_lufs": after.integrated_lufs, "true_peak_dbtp": after.true_peak_dbtp},
         gain_db=float(gain_db),
@@ -245,6 +320,13 @@ def _levels(m: loudness.Loudness) -> tuple[float, float]:
     if m.integrated_lufs is None or m.true_peak_dbtp is None:
         raise UnprocessableAudio("The audio became silent while mastering; nothing to master")
     return m.integrated_lufs, m.true_peak_dbtp
+
+
+def _measure(blocks: Iterator[np.ndarray], sr: int, channels: int) -> loudness.Loudness:
+    meter = loudness.LoudnessMeter(sr, channels)
+    for block in blocks:
+        meter.add(block)
+    return meter.result()
 
 
 def _check_option(name: str, value: float, bounds: tuple[float, float], unit: str) -> None:
@@ -261,30 +343,148 @@ def _round(v: float | None) -> float | None:
     return None if v is None else round(float(v), 2)
 
 
+@dataclass
+class _Chain:
+    """Compressor (or none), make-up gain into the limiter, final trim (dB)."""
+
+    compressor: _Compressor | None
+    limiter: _Limiter
+    gain_db: float
+    trim_db: float
+
+    def render(self, source: BlockSource) -> Iterator[np.ndarray]:
+        blocks = source.blocks()
+        if self.compressor is not None:
+            blocks = self.compressor.blocks(blocks)
+        trim = np.float32(10.0 ** (self.trim_db / 20.0))
+        for out in self.limiter.blocks(blocks, self.gain_db):
+            if self.trim_db:
+                out *= trim
+            yield out
+
+
+# --------------------------------------------------------------------------- percentiles in passes
+
+
+def _stream_percentile(values: Callable[[], Iterator[np.ndarray]], q: float) -> tuple[float, float]:
+    """``(np.percentile(v, q), v.max())`` of the concatenation of the
+    non-negative float32 arrays that ``values()`` yields, exactly, in two
+    passes and 1 MB: positive float32 values sort as their bit patterns, so
+    a histogram of the upper 16 bits finds the bins of the two order
+    statistics numpy interpolates between, and a histogram of the lower 16
+    bits inside those bins finds them exactly. Then numpy's own 'linear'
+    interpolation (Hyndman & Fan's method 7) between them."""
+    high = np.zeros(1 << 16, np.int64)
+    n = 0
+    top = np.float32(0.0)
+    for v in values():
+        if len(v):
+            bits = (v + np.float32(0.0)).view(np.uint32)  # + 0: no -0.0
+            high += np.bincount(bits >> 16, minlength=1 << 16)
+            n += len(v)
+            top = max(top, v.max())
+    if n == 0:
+        raise ValueError("no values")
+    # As numpy.percentile (method 'linear', a Python float q).
+    quantile = np.true_divide(q, 100)
+    virtual = n * quantile + (1 + quantile * (1 - 1 - 1)) - 1
+    lo = int(np.floor(virtual))
+    gamma = float(virtual - lo)
+    if virtual >= n - 1:
+        lo, gamma = n - 1, 0.0
+    elif virtual < 0:
+        lo, gamma = 0, 0.0
+    ranks = (lo, min(lo + 1, n - 1))
+    cum = np.cumsum(high)
+    bins = [int(np.searchsorted(cum, r, side="right")) for r in ranks]
+    low = {b: np.zeros(1 << 16, np.int64) for b in set(bins)}
+    for v in values():
+        if len(v):
+            bits = (v + np.float32(0.0)).view(np.uint32)
+            for b, counts in low.items():
+                inside = bits[(bits >> 16) == b]
+                if len(inside):
+                    counts += np.bincount(inside & 0xFFFF, minlength=1 << 16)
+    found = []
+    for r, b in zip(ranks, bins, strict=True):
+        before_bin = int(cum[b - 1]) if b else 0
+        k = int(np.searchsorted(np.cumsum(low[b]), r - before_bin, side="right"))
+        found.append(np.array([(b << 16) | k], np.uint32).view(np.float32)[0])
+    a, b = found
+    diff = b - a
+    value = b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
+    return float(value), float(top)
+
+
 # --------------------------------------------------------------------------- compressor
 
 
-def _compress(frames: np.ndarray, sr: int, amount_db: float) -> np.ndarray:
-    """Stereo-linked 2:1 soft-knee compression reaching ``amount_db`` of gain
-    reduction at the 99th percentile of the level envelope."""
-    attack = math.exp(-1.0 / (_ATTACK_S * sr))
-    release = math.exp(-1.0 / (_COMP_RELEASE_S * sr))
-    env = _peak_envelope(frames, attack, release)
-    # Every 4th frame is plenty for a percentile of a smooth envelope.
-    loud = float(np.percentile(env[::4], _COMP_PERCENTILE))
-    slope = 1.0 - 1.0 / _RATIO
-    # Above the knee the reduction is slope * (level - threshold).
-    threshold_db = 20.0 * math.log10(loud) - amount_db / slope
-    return _apply_compression(frames, env, threshold_db, slope, _KNEE_DB)
+class _Compressor:
+    """Stereo-linked 2:1 soft-knee compression whose threshold puts
+    ``amount_db`` of gain reduction at the 99th percentile of the level
+    envelope (found by :meth:`fit`, two passes over the source)."""
+
+    def __init__(self, sr: int, threshold_db: float) -> None:
+        self.attack = math.exp(-1.0 / (_ATTACK_S * sr))
+        self.release = math.exp(-1.0 / (_COMP_RELEASE_S * sr))
+        self.threshold_db = threshold_db
+        self.slope = 1.0 - 1.0 / _RATIO
+
+    @classmethod
+    def fit(cls, source: BlockSource, amount_db: float) -> _Compressor:
+        c = cls(source.sample_rate, 0.0)
+
+        def every_4th() -> Iterator[np.ndarray]:
+            # Every 4th frame is plenty for a percentile of a smooth envelope.
+            pos = 0
+            for env in c.envelope(source.blocks()):
+                yield env[(-pos) % 4 :: 4]
+                pos += len(env)
+
+        loud, _ = _stream_percentile(every_4th, _COMP_PERCENTILE)
+        # Above the knee the reduction is slope * (level - threshold).
+        c.threshold_db = 20.0 * math.log10(loud) - amount_db / c.slope
+        return c
+
+    def envelope(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        e = 0.0
+        for block in blocks:
+            env, e = _peak_envelope(block, self.attack, self.release, e)
+            yield env
+
+    def blocks(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """The compressed signal. The gain curve is evaluated every 16 frames
+        and interpolated towards the next evaluation, so a block's last
+        frames wait for the next block's envelope."""
+        e = 0.0
+        frames = env = None
+        step = _COMP_STEP
+        for block in blocks:
+            env_b, e = _peak_envelope(block, self.attack, self.release, e)
+            if frames is None:
+                frames, env = block, env_b
+            else:
+                frames, env = np.concatenate([frames, block]), np.concatenate([env, env_b])
+            ready = (len(env) - 1) // step * step  # groups whose next evaluation is known
+            if ready:
+                yield _apply_compression(
+                    frames[:ready], env[: ready + 1], self.threshold_db, self.slope, _KNEE_DB, step
+                )
+                frames, env = frames[ready:], env[ready:]
+        if frames is not None and len(frames):
+            yield _apply_compression(frames, env, self.threshold_db, self.slope, _KNEE_DB, step)
+
+
+_COMP_STEP = 16
 
 
 @numba.njit(cache=True)
-def _peak_envelope(frames, attack, release):
-    """One-pole peak follower of the loudest channel's magnitude: rises with
-    the ``attack`` coefficient, falls with ``release``."""
+def _peak_envelope(frames, attack, release, e):
+    """One-pole peak follower of the loudest channel's magnitude, from state
+    ``e``: rises with the ``attack`` coefficient, falls with ``release``.
+    Returns the envelope and the state after the block."""
     n, channels = frames.shape
     env = np.empty(n, np.float32)
-    e = 0.0
     for i in range(n):
         a = 0.0
         for c in range(channels):
@@ -292,22 +492,23 @@ def _peak_envelope(frames, attack, release):
         coef = attack if a > e else release
         e = coef * e + (1.0 - coef) * a
         env[i] = e
-    return env
+    return env, e
 
 
 @numba.njit(cache=True, fastmath=True)
-def _apply_compression(frames, env, threshold_db, slope, knee_db):
+def _apply_compression(frames, env, threshold_db, slope, knee_db, step):
     """Giannoulis et al. (2012) eq. 4, the soft-knee static curve, on the
-    envelope in dB. The curve is evaluated every 16 frames (0.4 ms at 44.1
-    kHz, far below the 10 ms attack) and the gain interpolated linearly:
-    a pow per sample would cost more than the rest of the compressor."""
+    envelope in dB. The curve is evaluated every ``step`` frames (0.4 ms at
+    44.1 kHz, far below the 10 ms attack) and the gain interpolated linearly
+    towards the next evaluation, ``env[min(start + step, len(env) - 1)]``
+    (``env`` may run one frame past ``frames``): a pow per sample would cost
+    more than the rest of the compressor."""
     n, channels = frames.shape
+    last = env.shape[0] - 1
     out = np.empty_like(frames)
-    step = 16
-    g_next = _compressor_curve(env[0], threshold_db, slope, knee_db)
     for start in range(0, n, step):
-        g_start = g_next
-        g_next = _compressor_curve(env[min(start + step, n - 1)], threshold_db, slope, knee_db)
+        g_start = _compressor_curve(env[start], threshold_db, slope, knee_db)
+        g_next = _compressor_curve(env[min(start + step, last)], threshold_db, slope, knee_db)
         for i in range(start, min(start + step, n)):
             g = g_start + (g_next - g_start) * ((i - start) / step)
             for c in range(channels):
@@ -332,49 +533,158 @@ def _compressor_curve(env, threshold_db, slope, knee_db):
 
 
 class _Limiter:
-    """The look-ahead true-peak limiter of one (compressed) signal at a
-    threshold in dBTP. Its side chain is computed once, when a gain first
-    needs limiting, and scaled for each make-up gain tried."""
+    """The look-ahead true-peak limiter of one (compressed) source at a
+    threshold in dBTP. Its side chain (4 bytes per frame) is computed once,
+    when a gain first needs limiting, and kept in a temporary file in
+    ``scratch_dir``: every pass reads it back in blocks, as the old
+    whole-array limiter reused its array, instead of running the 4x
+    interpolator again."""
 
-    def __init__(self, frames: np.ndarray, sr: int, threshold_db: float, true_peak_db: float) -> None:
-        self.frames = frames
+    def __init__(
+        self,
+        source: BlockSource,
+        compressor: _Compressor | None,
+        threshold_db: float,
+        true_peak_db: float,
+        scratch_dir: str | None = None,
+    ) -> None:
+        self.source = source
+        self.compressor = compressor
+        sr = source.sample_rate
         self.threshold_db = threshold_db
-        self.true_peak_db = true_peak_db  # of frames, by the meter
+        self.true_peak_db = true_peak_db  # of the compressed source, by the meter
         self.lookahead = max(1, round(_LOOKAHEAD_S * sr))
         self.release = math.exp(-1.0 / (_RELEASE_S * sr))
-        self._peaks: np.ndarray | None = None
+        self.scratch_dir = scratch_dir
+        self._spill: IO[bytes] | None = None
         self._max_gain_db: float | None = None
 
     def needed(self, gain_db: float) -> bool:
         return gain_db + self.true_peak_db > self.threshold_db
 
-    @property
-    def peaks(self) -> np.ndarray:
-        if self._peaks is None:
-            self._peaks = _interpolated_peaks(self.frames, _TAPS_REVERSED, _BLOCK)
-        return self._peaks
+    def _peaks(self, size: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+        """The side chain, frame by frame from the start, in blocks of ``size``."""
+        if self._spill is None:
+            blocks = self.source.blocks()
+            if self.compressor is not None:
+                blocks = self.compressor.blocks(blocks)
+            # Lives as long as the limiter (the result renders from it); deleted when closed.
+            spill = tempfile.TemporaryFile(prefix="audioq-sidechain-", dir=self.scratch_dir)  # noqa: SIM115
+            for _, peaks in _side_chain(blocks):
+                peaks.tofile(spill)
+            self._spill = spill
+        self._spill.seek(0)
+        while len(peaks := np.fromfile(self._spill, np.float32, size)):
+            yield peaks
 
     @property
     def max_gain_db(self) -> float:
         """The gain that takes the top 0.1 % of the side chain 12 dB over
         the threshold: the most limiting allowed."""
         if self._max_gain_db is None:
-            # Every 4th frame is plenty: the side chain is smooth at that scale.
-            loud = float(np.percentile(self.peaks[::4], _LIMITING_PERCENTILE)) or float(self.peaks.max())
+
+            def every_4th() -> Iterator[np.ndarray]:
+                # Every 4th frame is plenty: the side chain is smooth at that scale.
+                for peaks in self._peaks(1 << 18):  # a multiple of 4
+                    yield peaks[::4]
+
+            loud, top = _stream_percentile(every_4th, _LIMITING_PERCENTILE)
+            loud = loud or top
             self._max_gain_db = _MAX_LIMITING_DB + self.threshold_db - 20.0 * math.log10(loud)
         return self._max_gain_db
 
     def clamp(self, gain_db: float) -> float:
         return min(gain_db, self.max_gain_db) if self.needed(gain_db) else gain_db
 
-    def apply(self, gain_db: float) -> np.ndarray:
+    def blocks(self, blocks: Iterator[np.ndarray], gain_db: float) -> Iterator[np.ndarray]:
+        """``blocks`` (the compressed source) at ``gain_db``, limited.
+
+        The gain of frame n (:func:`_limiter_gain`) needs the side chain up
+        to n + lookahead - 1 + hold: frames wait that long (~2.3 ms) in a
+        buffer. The window minimum is taken over the last ``w - 1`` values
+        carried plus the new ones; the release and the moving average carry
+        their state."""
         scale = 10.0 ** (gain_db / 20.0)
         if not self.needed(gain_db):
-            return self.frames * np.float32(scale)
+            for block in blocks:
+                yield block * np.float32(scale)
+            return
         threshold = 10.0 ** (self.threshold_db / 20.0)
-        gain = _limiter_gain(self.peaks, scale, threshold, self.lookahead, _HOLD_SAMPLES, self.release)
-        gain *= np.float32(scale)
-        return self.frames * gain[:, None]
+        la, hold = self.lookahead, _HOLD_SAMPLES
+        pad = la - 1 + hold
+        width = la + 2 * hold
+        ratio = np.float32(threshold / scale)
+        held_in = np.ones(pad, np.float32)  # the need, padded with ones before the signal
+        state = np.array([1.0, float(la), 0.0, 0.0])  # release value, running sum, slot, count
+        ring = np.ones(la)
+        side = _rebatch(self._peaks())
+        next(side)
+        buf: FrameBuffer | None = None
+        done = 0  # frames output
+        for frames in itertools.chain(blocks, [None]):
+            if frames is None:  # the end: the padding after the signal
+                need = np.ones(pad, np.float32)
+            else:
+                if buf is None:
+                    buf = FrameBuffer(frames.shape[1])
+                buf.append(frames)
+                with np.errstate(divide="ignore"):
+                    need = np.minimum(np.float32(1.0), ratio / side.send(len(frames)))
+            held_in = np.concatenate([held_in, need])
+            if len(held_in) < width:
+                continue
+            held = _window_min(held_in, width)
+            held_in = held_in[len(held) :]
+            gain = _release_and_smooth(held, la, self.release, ring, state)
+            if len(gain) and buf is not None:
+                gain *= np.float32(scale)
+                out = buf.view(done, done + len(gain)) * gain[:, None]
+                done += len(gain)
+                buf.drop_before(done)
+                yield out
+
+
+def _rebatch(blocks: Iterator[np.ndarray]):
+    """A generator that, sent ``m``, returns the next ``m`` values of ``blocks``."""
+    pending = np.zeros(0, np.float32)
+    m = yield None
+    while True:
+        parts = [pending]
+        have = len(pending)
+        while have < m:
+            nxt = next(blocks, None)
+            if nxt is None:
+                raise ValueError("the side chain is shorter than the signal")
+            parts.append(nxt)
+            have += len(nxt)
+        joined = np.concatenate(parts) if len(parts) > 1 else pending
+        pending = joined[m:]
+        m = yield joined[:m]
+
+
+def _side_chain(blocks: Iterator[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
+    """The limiter's side chain of a block stream: ``(first, peaks)`` with
+    peaks[i] the largest magnitude over channels of frame ``first + i`` and
+    of the 4x-interpolated values on both sides of it (the meter's FIR, the
+    signal silent before and after). A frame's peak needs 6 frames after
+    it, so each block's last 6 wait for the next."""
+    t = 6  # frames of context each side: half the 12-tap interpolator
+    ctx: np.ndarray | None = None  # the last frames, from frame ctx_first on
+    ctx_first = 0
+    done = 0  # frames whose peak is out
+    for block in blocks:
+        ext = block if ctx is None else np.concatenate([ctx, block])
+        upto = ctx_first + len(ext) - t  # frames with 6 frames after them
+        if upto > done:
+            peaks = _interpolated_peaks(np.ascontiguousarray(ext), _TAPS_REVERSED, _BLOCK)
+            yield done, peaks[done - ctx_first : upto - ctx_first]
+            done = upto
+        keep_from = max(0, done - t)
+        ctx = ext[keep_from - ctx_first :]
+        ctx_first = keep_from
+    if ctx is not None and done < ctx_first + len(ctx):
+        peaks = _interpolated_peaks(np.ascontiguousarray(ctx), _TAPS_REVERSED, _BLOCK)
+        yield done, peaks[done - ctx_first :]
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -400,7 +710,8 @@ def _interpolated_peaks(frames, reversed_taps, block):
 
 
 def _limiter_gain(peaks, scale, threshold, lookahead, hold, release):
-    """Gain per frame (≤ 1) that keeps ``scale * peaks`` under ``threshold``.
+    """Gain per frame (≤ 1) that keeps ``scale * peaks`` under ``threshold``
+    (the whole-array form of :meth:`_Limiter.blocks`; tests compare them).
 
     need[j] = min(1, threshold / (scale * peaks[j])); held[j] = min of need
     over [j - hold, j + lookahead - 1 + hold] (1 outside the signal);
@@ -415,7 +726,8 @@ def _limiter_gain(peaks, scale, threshold, lookahead, hold, release):
     padded = np.ones(len(need) + 2 * pad, np.float32)
     padded[pad : pad + len(need)] = need
     held = _window_min(padded, lookahead + 2 * hold)
-    return _release_and_smooth(held, lookahead, release)
+    state = np.array([1.0, float(lookahead), 0.0, 0.0])
+    return _release_and_smooth(held, lookahead, release, np.ones(lookahead), state)
 
 
 @numba.njit(cache=True)
@@ -436,31 +748,38 @@ def _window_min(p, w):
         for i in range(end - 1, start - 1, -1):
             acc = min(acc, p[i])
             suffix[i] = acc
-    out = np.empty(m - w + 1, p.dtype)
+    out = np.empty(max(0, m - w + 1), p.dtype)
     for i in range(m - w + 1):
         out[i] = min(suffix[i], prefix[i + w - 1])
     return out
 
 
 @numba.njit(cache=True)
-def _release_and_smooth(held, lookahead, release):
+def _release_and_smooth(held, lookahead, release, ring, state):
     """Instant attack, exponential release towards ``held``, then the mean of
     the last ``lookahead`` values; ``held`` starts ``lookahead - 1`` frames
-    before the signal."""
+    before the signal. Carries its state from call to call: ``ring`` (the
+    last ``lookahead`` released values) and ``state`` (released value,
+    their sum, the ring's slot, values seen), both updated in place."""
     m = held.shape[0]
-    gain = np.empty(m - lookahead + 1, np.float32)
-    ring = np.ones(lookahead)  # the last `lookahead` released values
-    slot = 0
-    total = float(lookahead)
-    r = 1.0
+    r = state[0]
+    total = state[1]
+    slot = int(state[2])
+    seen = int(state[3])
+    skip = max(0, lookahead - 1 - seen)  # values before the first whole window
+    gain = np.empty(max(0, m - skip), np.float32)
     for j in range(m):
         h = held[j]
         r = h if h < r else h + release * (r - h)
         total += r - ring[slot]
         ring[slot] = r
         slot = slot + 1 if slot + 1 < lookahead else 0
-        if j >= lookahead - 1:
-            gain[j - lookahead + 1] = total / lookahead
+        if j >= skip:
+            gain[j - skip] = total / lookahead
+    state[0] = r
+    state[1] = total
+    state[2] = slot
+    state[3] = seen + m
     return gain
 
 

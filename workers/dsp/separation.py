@@ -47,21 +47,14 @@ channel-averaged magnitude M(f, t), applied to every channel's complex STFT:
    separation using median filtering", DAFx 2010): H = median of M over
    0.1 s along time, P = median over ~400 Hz along frequency; cue
    H² / (H² + P²), so drum hits that vary from bar to bar (fills, crashes)
-   do not go to the voice. 0.1 s rather than 0.2 s keeps fast syllables
-   of speech-like vocals (+0.6 dB SI-SDR over bench/separation.py's songs).
+   do not go to the voice. 0.1 s rather than the usual 0.2 s keeps the fast
+   syllables of speech-like vocals.
 3. **Voice band**: a smooth weight that is 1 from 120 Hz to 8 kHz and falls
    off 24 dB/octave outside (bass and kick below, cymbals above).
 
-Tried and dropped, on bench/separation.py's 8 songs (vocals SI-SDR, mean):
-REPET-SIM (Rafii & Pardo, ISMIR 2012: the median over the 20 frames most
-similar by mel-spectrum cosine, instead of the period) −0.6 dB against
-+6.1 dB for REPET (a voice at 0 dB dominates the similarity, so the frames
-"most similar" to a sung note hold the same note, which then counts as
-background); a centre-channel cue (Avendano & Jot's inter-channel
-similarity, "Frequency-domain upmixing", 2004) gained ~0.5 dB where the
-voice is a mono source panned centre but lost 10 dB and more on GM "Voice
-Oohs", a stereo choir sample — real vocals can be either, so no stereo cue
-is used and mono and stereo files are treated alike.
+No stereo cue is used (real vocals are mono sources panned centre as often
+as stereo choirs), so mono and stereo files are treated alike; the cues
+tried and dropped are in bench/docs/separation.md.
 
 **4 stems from an accompaniment** (the model's, or the fallback's; same
 chunks and STFT): median-filter HPSS on its magnitude with a 0.25 s time
@@ -69,9 +62,8 @@ kernel and a ~400 Hz frequency kernel; drums = the percussive soft mask
 P² / (H² + P²); bass = the harmonic remainder times a soft low-pass at
 300 Hz, 1 / (1 + (f / 300)⁴); other = the accompaniment minus both. The
 crossover sits above the bass's fundamentals (≤ ~250 Hz) because GM and
-real electric basses have most of their energy in the 2nd–3rd harmonics:
-on the bench's true accompaniments bass SI-SDR was −3.4 dB at 200 Hz
-(4th order), −0.2 dB at 300 Hz (2nd order), other unchanged (−1.4/−1.3).
+real electric basses have most of their energy in the 2nd–3rd harmonics
+(200 vs 300 Hz measured in bench/docs/separation.md).
 
 Limits, honestly: without a model the vocals are a rough estimate — good
 where the backing repeats at a steady tempo and the voice does not
@@ -85,19 +77,24 @@ the other instruments (left-hand piano, warm pads with a sub-octave) into
 "bass". Measured SI-SDR per stem against the mixture baseline:
 bench/docs/separation.md.
 
-Cost, measured by bench/separation.py on 44.1 kHz stereo songs of 31-44 s
-(a shared 2-core box, so noisy): the fallback takes ~3 s of wall time per
-minute of audio for 2 stems and ~5 s for 4 (the median filters of HPSS and
-REPET's median are most of it; a numpy running median, ~4× faster than
-scipy.ndimage's); the model's 2 stems ~2 s/min, its 4 stems ~5 s/min
-(the DSP split on top). Peak memory above the input: 250-350 MB for a
-40 s song, bounded by one 60 s chunk for longer ones.
+**Memory.** ``separate_stream`` takes a block source (a file read from
+disk in blocks, ``workers.codec.open_source``) and yields the stems as
+aligned blocks, so no array is as long as the track: the model runs on its
+~12 s segments, each DSP stage on its 60 s chunks, and only what a later
+segment or chunk no longer touches is handed on (itertools.tee keeps the
+input and the vocals between the stages, at most a chunk of each). Every
+stage does the arithmetic of the whole-array computation in the same order,
+so the stems are the same samples whatever the block size; ``separate``
+(arrays in and out) is the same code over an in-memory source. Peak memory
+for a 20-minute stereo track: < 1 GB for 4 stems, the same as for 5
+minutes; speed and memory: bench/docs/separation.md.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -105,6 +102,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import soxr
 
+from workers.dsp.blocks import ArraySource, BlockSource, FrameBuffer
 from workers.dsp.errors import OptionOutOfRange, UnprocessableAudio
 
 if TYPE_CHECKING:  # the model is optional: the fallback must not need it
@@ -137,6 +135,8 @@ BASS_CROSSOVER_HZ = 300.0
 BASS_ORDER = 2
 
 _EPS = 1e-10
+_AC_BINS = 64  # bins per block of the beat spectrum's FFTs
+_MEDIAN_BLOCK = 32  # rows per block of the running median (its copies are block x frames x kernel)
 
 Progress = Callable[[float], None]
 
@@ -161,6 +161,21 @@ class Separation:
         }
 
 
+@dataclass
+class StemStream:
+    """Stems of one input as they are computed: ``blocks`` yields, in order,
+    dicts ``{name: float32 (m, channels) block}`` whose blocks line up (the
+    same m, the same frames of the input) and together cover the input's
+    ``frames``. Consume it once; it raises what ``separate`` raises."""
+
+    names: tuple[str, ...]
+    sample_rate: int
+    channels: int
+    frames: int
+    model: str
+    blocks: Iterator[dict[str, np.ndarray]]
+
+
 class _Monotone:
     """Reports progress in [lo, hi] of the whole, never going back."""
 
@@ -169,40 +184,40 @@ class _Monotone:
         self.last = 0.0
 
     def __call__(self, value: float) -> None:
-        self.last = min(1.0, max(self.last, float(value)))
-        if self.fn is not None:
-            self.fn(self.last)
-
-    def span(self, lo: float, hi: float) -> Progress:
-        return _span(self, lo, hi)
-
-
-def _span(progress: Progress, lo: float, hi: float) -> Progress:
-    """``progress`` of a part that covers [lo, hi] of the whole."""
-    return lambda f: progress(lo + (hi - lo) * min(1.0, max(0.0, float(f))))
+        value = min(1.0, max(self.last, float(value)))
+        # Steps of at least 0.2 %: a job's progress is a Redis write.
+        if self.fn is not None and (value - self.last >= 0.002 or (value == 1.0 and self.last < 1.0)):
+            self.fn(value)
+            self.last = value
+        elif self.fn is None:
+            self.last = value
 
 
-def _validate(x: np.ndarray, sr: int, n_stems: int) -> np.ndarray:
+def _check(n_stems: int, sr: int) -> None:
     if n_stems not in STEMS:
         raise OptionOutOfRange("stems", f"stems must be 2 or 4, not {n_stems}")
     if not SAMPLE_RATE_BOUNDS[0] <= sr <= SAMPLE_RATE_BOUNDS[1]:
         raise UnprocessableAudio(
             f"sample rate {sr} Hz is outside {SAMPLE_RATE_BOUNDS[0]}–{SAMPLE_RATE_BOUNDS[1]} Hz"
         )
-    x = np.asarray(x)
-    if x.ndim not in (1, 2) or x.size == 0 or (x.ndim == 2 and x.shape[1] == 0):
-        raise UnprocessableAudio("audio must be a non-empty (frames,) or (frames, channels) array")
-    if x.shape[0] < MIN_SECONDS * sr:
+
+
+def _check_source(source: BlockSource) -> None:
+    """Length, then one pass for the peak: silent or non-finite audio is
+    refused before any work."""
+    sr = source.sample_rate
+    if source.frames < MIN_SECONDS * sr:
         raise UnprocessableAudio(
-            f"audio is {x.shape[0] / sr:.2f} s long; separation needs at least {MIN_SECONDS:g} s"
+            f"audio is {source.frames / sr:.2f} s long; separation needs at least {MIN_SECONDS:g} s"
         )
-    x2 = (x[:, None] if x.ndim == 1 else x).astype(np.float32, copy=False)
-    peak = float(np.max(np.abs(x2)))
-    if not math.isfinite(peak):
-        raise UnprocessableAudio("audio contains NaN or infinite samples")
+    peak = 0.0
+    for block in source.blocks():
+        top = float(np.max(np.abs(block)))  # NaN propagates
+        if not math.isfinite(top):
+            raise UnprocessableAudio("audio contains NaN or infinite samples")
+        peak = max(peak, top)
     if peak < SILENCE_PEAK:
         raise UnprocessableAudio("audio is silent (peak below -80 dBFS); there is nothing to separate")
-    return x2
 
 
 def separate(
@@ -220,112 +235,255 @@ def separate(
     non-decreasing fraction in [0, 1], last with 1.0. Stems have the
     input's shape and rate and sum to it. Raises :class:`UnprocessableAudio` for
     audio shorter than 1 s, silent (peak below -80 dBFS) or not finite, and
-    for ``n_stems`` other than 2 or 4.
+    for ``n_stems`` other than 2 or 4. The whole-array form of
+    :func:`separate_stream` (the same samples).
     """
-    x2 = _validate(x, sr, n_stems)
-    report = _Monotone(progress)
-    report(0.0)
-    names = STEMS[n_stems]
-    split_share = 0.0 if n_stems == 2 else 0.3  # of the progress: the 4-stem DSP split
-
-    if model is None:
-        vocals = _chunked(x2, sr, _dsp_vocals, report.span(0.0, 1.0 - split_share))[0]
-        label = FALLBACK_MODEL
-        stems = {"vocals": vocals}
-    else:
-        # Only the vocals: every other stem is computed as a remainder below.
-        stems = {"vocals": _model_vocals(x2, sr, model, report.span(0, 1 - split_share))}
-        label = model.name if n_stems == 2 else model.name + DSP_4STEM_SUFFIX
-
-    last = names[-1]
-    # float32 throughout (a 10-minute stereo track is 200 MB per copy); the
-    # remainder makes the stems sum back to the input to float32 rounding.
-    rest = x2.copy()
-    rest -= stems["vocals"]
-    if n_stems == 4:
-        drums, bass = _chunked(rest, sr, _dsp_split, report.span(1.0 - split_share, 1.0))
-        stems["drums"], stems["bass"] = drums, bass
-        rest -= drums
-        rest -= bass
-    stems[last] = rest
-
+    _check(n_stems, sr)
+    x = np.asarray(x)
+    if x.ndim not in (1, 2) or x.size == 0 or (x.ndim == 2 and x.shape[1] == 0):
+        raise UnprocessableAudio("audio must be a non-empty (frames,) or (frames, channels) array")
+    x2 = (x[:, None] if x.ndim == 1 else x).astype(np.float32, copy=False)
+    stream = separate_stream(ArraySource(x2, sr), n_stems, model, progress)
+    out = {name: np.empty(x2.shape, np.float32) for name in stream.names}
+    pos = 0
+    for block in stream.blocks:
+        m = len(block[stream.names[0]])
+        for name in stream.names:
+            out[name][pos : pos + m] = block[name]
+        pos += m
     shape = np.shape(x)
-    out = {name: stems[name].reshape(shape).astype(np.float32, copy=False) for name in names}
+    return Separation(
+        stems={name: y.reshape(shape) for name, y in out.items()}, sample_rate=int(sr), model=stream.model
+    )
+
+
+def separate_stream(
+    source: BlockSource, n_stems: int, model: SpleeterModel | None, progress: Progress | None = None
+) -> StemStream:
+    """:func:`separate` over a :class:`~workers.dsp.blocks.BlockSource` (a
+    file read in blocks), with memory bounded by the segments in flight,
+    not by the track: the model's ~12 s segments, the DSP stages' 60 s
+    chunks, and the input and stems between them (~60 s of each). The
+    source is read twice: once for the peak (silent, non-finite input is
+    refused here, before anything is computed), once for the stems.
+
+    Returns at once, after those checks; the stems are computed as
+    ``StemStream.blocks`` is consumed, and ``progress`` (a non-decreasing
+    fraction, last 1.0) is reported meanwhile.
+    """
+    sr = int(source.sample_rate)
+    _check(n_stems, sr)
+    if source.channels < 1:
+        raise UnprocessableAudio("audio must have at least one channel")
+    _check_source(source)
+    label = FALLBACK_MODEL
+    if model is not None:
+        label = model.name + ("" if n_stems == 2 else DSP_4STEM_SUFFIX)
+    return StemStream(
+        names=STEMS[n_stems],
+        sample_rate=sr,
+        channels=source.channels,
+        frames=source.frames,
+        model=label,
+        blocks=_stem_blocks(source, n_stems, model, _Monotone(progress)),
+    )
+
+
+# Share of the progress for the first stage (the vocals); the rest follows
+# the stems handed on. Roughly their shares of the time (bench/docs/separation.md).
+_VOCALS_SHARE = {(2, True): 0.95, (4, True): 0.35, (2, False): 0.95, (4, False): 0.6}
+
+
+def _stem_blocks(
+    source: BlockSource, n_stems: int, model: SpleeterModel | None, report: _Monotone
+) -> Iterator[dict[str, np.ndarray]]:
+    n, sr, ch = source.frames, source.sample_rate, source.channels
+    share = _VOCALS_SHARE[(n_stems, model is not None)]
+    report(0.0)
+    pulled = 0
+
+    def counted(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        nonlocal pulled
+        for b in blocks:
+            pulled += len(b)
+            report(share * pulled / n)
+            yield b
+
+    # The input twice: into the vocals stage, and (as much later as that
+    # stage lags, at most a chunk) into the remainder. tee keeps only the gap.
+    x_vocals, x_rest = itertools.tee(source.blocks())
+    if model is None:
+        vocals = _chunked_stream(counted(x_vocals), n, ch, sr, _dsp_vocals)
+    else:
+        vocals = ((v,) for v in _model_vocals_stream(counted(x_vocals), n, ch, sr, model))
+
+    # float32 throughout; every remainder makes the stems sum back to the
+    # input to float32 rounding.
+    two = (((v, x - v)) for (x,), (v,) in _aligned(((x,) for x in x_rest), vocals))
+    done = 0
+    if n_stems == 2:
+        for v, rest in two:
+            done += len(v)
+            yield {"vocals": v, "accompaniment": rest}
+            report(share + (1 - share) * done / n)
+    else:
+        to_split, kept = itertools.tee(two)
+        split = _chunked_stream((rest for _, rest in to_split), n, ch, sr, _dsp_split)
+        for (v, rest), (drums, bass) in _aligned(kept, split):
+            other = rest - drums
+            other -= bass
+            done += len(v)
+            yield {"vocals": v, "drums": drums, "bass": bass, "other": other}
+            report(share + (1 - share) * done / n)
     report(1.0)
-    return Separation(stems=out, sample_rate=int(sr), model=label)
+
+
+def _aligned(*streams: Iterator[tuple[np.ndarray, ...]]) -> Iterator[tuple[tuple[np.ndarray, ...], ...]]:
+    """Zip streams of tuples of equally long arrays whose blocks have
+    different lengths, cutting them so that the pieces line up."""
+    iters = [iter(s) for s in streams]
+    current: list[tuple[np.ndarray, ...] | None] = [None] * len(iters)
+    offset = [0] * len(iters)
+    while True:
+        for i, it in enumerate(iters):
+            while current[i] is None or offset[i] >= len(current[i][0]):
+                current[i] = None  # not kept alive while the next block is computed
+                try:
+                    current[i], offset[i] = next(it), 0
+                except StopIteration:
+                    return
+        m = min(len(c[0]) - o for c, o in zip(current, offset, strict=True))
+        yield tuple(tuple(a[o : o + m] for a in c) for c, o in zip(current, offset, strict=True))
+        offset = [o + m for o in offset]
 
 
 # --------------------------------------------------------------------------- model
 
 
-def _model_vocals(x: np.ndarray, sr: int, model: SpleeterModel, progress: Progress) -> np.ndarray:
-    """The model's vocals of ``x`` (frames, ch) at ``sr``, float32 (frames, ch)
-    at ``sr``; stereo pairs are run one after another."""
-    n, ch = x.shape
+def _model_vocals_stream(
+    xs: Iterator[np.ndarray], n: int, ch: int, sr: int, model: SpleeterModel
+) -> Iterator[np.ndarray]:
+    """The model's vocals of ``xs`` ((m, ch) blocks, ``n`` frames at ``sr``),
+    float32 (m, ch) blocks at ``sr``; each stereo pair (an odd last channel
+    twice) through its own resampler and model stream."""
     pairs = [(c, c + 1) for c in range(0, ch - 1, 2)] + ([(ch - 1, ch - 1)] if ch % 2 else [])
-    out = np.zeros((n, ch), np.float32)
-    for i, (a, b) in enumerate(pairs):
-        part = _span(progress, i / len(pairs), (i + 1) / len(pairs))
-        pair = np.ascontiguousarray(x[:, [a, b]])
-        if sr != model.sample_rate:
-            pair = soxr.resample(pair, sr, model.sample_rate, quality="VHQ").astype(np.float32)
-        y = model.vocals(pair, progress=part)
-        if sr != model.sample_rate:
-            y = soxr.resample(y, model.sample_rate, sr, quality="VHQ")
-        y = _fit_length(y, n)
-        if a == b:
-            out[:, a] = y.mean(axis=1)
-        else:
-            out[:, a] = y[:, 0]
-            out[:, b] = y[:, 1]
-        part(1.0)
-    return out
+    inputs = itertools.tee(xs, len(pairs)) if len(pairs) > 1 else (xs,)
+    per_pair = [_pair_vocals(inp, a, b, n, sr, model) for inp, (a, b) in zip(inputs, pairs, strict=True)]
+    for parts in _aligned(*per_pair):
+        if len(pairs) == 1 and ch == 2:
+            yield parts[0][0]
+            continue
+        m = len(parts[0][0])
+        out = np.empty((m, ch), np.float32)
+        for (y,), (a, b) in zip(parts, pairs, strict=True):
+            if a == b:
+                out[:, a] = y.mean(axis=1)
+            else:
+                out[:, a] = y[:, 0]
+                out[:, b] = y[:, 1]
+        yield out
 
 
-def _fit_length(y: np.ndarray, n: int) -> np.ndarray:
-    if len(y) >= n:
-        return y[:n]
-    return np.pad(y, ((0, n - len(y)), (0, 0)))
+def _pair_vocals(
+    xs: Iterator[np.ndarray], a: int, b: int, n: int, sr: int, model: SpleeterModel
+) -> Iterator[tuple[np.ndarray]]:
+    """Vocals of channels (a, b) of ``xs``, (m, 2) blocks at ``sr``, ``n`` in all."""
+    pair = (np.ascontiguousarray(x[:, [a, b]]) for x in xs)
+    if sr != model.sample_rate:
+        pair = _resampled(pair, sr, model.sample_rate)
+    y = model.vocals_stream(pair)
+    if sr != model.sample_rate:
+        y = _resampled(y, model.sample_rate, sr)
+    for block in _fit_length(y, n):
+        yield (block,)
+
+
+def _resampled(blocks: Iterator[np.ndarray], sr_in: int, sr_out: int) -> Iterator[np.ndarray]:
+    """soxr (VHQ) as a stream: the same samples as ``soxr.resample`` on the
+    whole signal."""
+    stream = soxr.ResampleStream(sr_in, sr_out, 2, dtype="float32", quality="VHQ")
+    previous = None
+    for block in blocks:
+        if previous is not None:
+            yield stream.resample_chunk(previous, last=False)
+        previous = np.asarray(block, np.float32)
+    last = previous if previous is not None else np.zeros((0, 2), np.float32)
+    yield stream.resample_chunk(last, last=True)
+
+
+def _fit_length(blocks: Iterator[np.ndarray], n: int) -> Iterator[np.ndarray]:
+    """Exactly ``n`` frames: cut after ``n``, zeros after a short stream."""
+    done = 0
+    width = 2
+    for y in blocks:
+        width = y.shape[1]
+        if done < n and len(y):
+            y = y[: n - done]
+            done += len(y)
+            yield y
+    if done < n:
+        yield np.zeros((n - done, width), np.float32)
 
 
 # --------------------------------------------------------------------------- chunks and STFT
 
 
-def _chunked(
-    x: np.ndarray, sr: int, fn: Callable[[np.ndarray, int], list[np.ndarray]], progress: Progress
-) -> list[np.ndarray]:
+def _chunked_stream(
+    xs: Iterator[np.ndarray], n: int, ch: int, sr: int, fn: Callable[[np.ndarray, int], list[np.ndarray]]
+) -> Iterator[tuple[np.ndarray, ...]]:
     """Run ``fn`` (chunk (frames, ch) -> list of arrays of its shape) over
-    equal chunks of ≤ ~60 s that overlap by 2 s, cross-faded linearly:
-    the weights of overlapping chunks sum to 1, so outputs that sum to each
-    chunk sum to the whole input too."""
-    n = len(x)
+    equal chunks of ≤ ~60 s of ``xs`` (``n`` frames in blocks) that overlap by
+    2 s, cross-faded linearly: the weights of overlapping chunks sum to 1, so
+    outputs that sum to each chunk sum to the whole input too. Yields tuples
+    of output blocks as each chunk finishes them; holds one chunk of input
+    and of each output."""
+    it = iter(xs)
+    buf = FrameBuffer(ch)
+
+    def fill(upto: int) -> None:
+        while buf.end < upto:
+            try:
+                buf.append(next(it))
+            except StopIteration:
+                raise ValueError(f"the stream ended at frame {buf.end} of {n}") from None
+
     chunk = int(CHUNK_SECONDS * sr)
     overlap = int(OVERLAP_SECONDS * sr)
     if n <= chunk:
-        out = fn(x, sr)
-        progress(1.0)
-        return [o.astype(np.float32, copy=False) for o in out]
+        fill(n)
+        yield tuple(o.astype(np.float32, copy=False) for o in fn(buf.view(0, n), sr))
+        return
     k = math.ceil((n - overlap) / (chunk - overlap))
     length = math.ceil((n + (k - 1) * overlap) / k)
     step = length - overlap
-    outs: list[np.ndarray] | None = None
+    accs: list[np.ndarray] = []  # outputs from frame acc_start on
+    acc_start = 0
     ramp = (np.arange(overlap) + 0.5) / overlap
     for i in range(k):
         a = i * step
         b = min(n, a + length) if i < k - 1 else n
-        parts = fn(x[a:b], sr)
+        fill(b)
+        parts = fn(buf.view(a, b), sr)
         w = np.ones(b - a)
         if i > 0:
             w[:overlap] = ramp
         if i < k - 1:
             w[-overlap:] = ramp[::-1]
-        if outs is None:
-            outs = [np.zeros((n, x.shape[1]), np.float32) for _ in parts]
-        for acc, p in zip(outs, parts, strict=True):
-            acc[a:b] += p * w[:, None]
-        progress((i + 1) / k)
-    assert outs is not None
-    return outs
+        if not accs:
+            accs = [np.zeros((0, ch), np.float32) for _ in parts]
+        for j, p in enumerate(parts):
+            acc = accs[j]
+            if len(acc) < b - acc_start:
+                acc = np.concatenate([acc, np.zeros((b - acc_start - len(acc), ch), np.float32)])
+            acc[a - acc_start : b - acc_start] += p * w[:, None]
+            accs[j] = acc
+        del parts, w, acc  # not kept alive while the next chunk is computed
+        # Frames before the next chunk's start are final.
+        final = (i + 1) * step if i < k - 1 else n
+        yield tuple(acc[: final - acc_start] for acc in accs)
+        accs = [acc[final - acc_start :].copy() for acc in accs]
+        acc_start = final
+        buf.drop_before(final)
 
 
 def _n_fft(sr: int) -> int:
@@ -362,7 +520,7 @@ def _hpss(m: np.ndarray, sr: int, n_fft: int, time_s: float) -> tuple[np.ndarray
     return _median_filter(m, kt, axis=1), _median_filter(m, kf, axis=0)
 
 
-def _median_filter(m: np.ndarray, k: int, axis: int, block: int = 256) -> np.ndarray:
+def _median_filter(m: np.ndarray, k: int, axis: int, block: int = _MEDIAN_BLOCK) -> np.ndarray:
     """Running median of odd length ``k`` along ``axis`` of a 2-D array, edges
     mirrored (as scipy.ndimage's "reflect"). np.partition over a sliding
     window, in blocks along the other axis to bound memory: ~4× faster than
@@ -385,6 +543,15 @@ def _median_filter(m: np.ndarray, k: int, axis: int, block: int = 256) -> np.nda
     return out
 
 
+def _soft_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a² / (a² + b² + eps), in place of ``a`` and ``b`` (both overwritten)."""
+    a = np.square(a, out=a)
+    b = np.square(b, out=b)
+    b += a
+    b += _EPS
+    return np.divide(a, b, out=a)
+
+
 # --------------------------------------------------------------------------- DSP vocals
 
 
@@ -399,11 +566,17 @@ def _repeat_period(m: np.ndarray, sr: int, n_fft: int) -> int | None:
     hi = min(int(PERIOD_RANGE_S[1] * sr / hop), n_frames // 2)
     if hi <= lo + 1:
         return None
-    p = m.astype(np.float64)  # |X| squared after the square-root compression
-    p -= p.mean(axis=1, keepdims=True)
     size = 1 << int(math.ceil(math.log2(2 * n_frames)))
-    spec = np.fft.rfft(p, size, axis=1)
-    ac = np.fft.irfft(np.abs(spec) ** 2, size, axis=1)[:, :n_frames].mean(axis=0)
+    # In blocks of bins (the FFTs of a whole 60 s chunk in float64 took
+    # ~400 MB), summed row after row as numpy's mean over axis 0 does.
+    total = np.zeros(n_frames)
+    for a in range(0, m.shape[0], _AC_BINS):
+        p = m[a : a + _AC_BINS].astype(np.float64)  # |X| squared after the square-root compression
+        p -= p.mean(axis=1, keepdims=True)
+        spec = np.fft.rfft(p, size, axis=1)
+        for row in np.fft.irfft(np.abs(spec) ** 2, size, axis=1)[:, :n_frames]:
+            total += row
+    ac = total / m.shape[0]
     ac /= n_frames - np.arange(n_frames)
     return lo + int(np.argmax(ac[lo:hi]))
 
@@ -451,11 +624,16 @@ def _dsp_vocals(x: np.ndarray, sr: int) -> list[np.ndarray]:
     specs = [_stft(np.ascontiguousarray(x[:, c]), n_fft) for c in range(x.shape[1])]
     power = sum(np.abs(s) ** 2 for s in specs) / len(specs)
     m = np.sqrt(power).astype(np.float32)
+    # In place where the arithmetic is the same: each temporary is a
+    # spectrogram (~21 MB for a 60 s chunk).
     bg = _repeating_background(m, sr, n_fft)
-    fg = m - bg
-    mask = fg**2 / (fg**2 + bg**2 + _EPS)
-    h, p = _hpss(m, sr, n_fft, HPSS_TIME_S)
-    mask *= h**2 / (h**2 + p**2 + _EPS)
+    fg = np.square(m - bg)
+    bg = np.square(bg, out=bg)
+    bg += fg
+    bg += _EPS
+    mask = np.divide(fg, bg, out=fg)  # fg² / (fg² + bg² + eps)
+    del bg
+    mask *= _soft_ratio(*_hpss(m, sr, n_fft, HPSS_TIME_S))  # h² / (h² + p² + eps)
     mask *= _voice_band(_freqs(sr, n_fft))[:, None].astype(np.float32)
     return [np.stack([_istft(mask * s, n_fft, len(x)) for s in specs], axis=1)]
 
@@ -466,12 +644,25 @@ def _dsp_vocals(x: np.ndarray, sr: int) -> list[np.ndarray]:
 def _dsp_split(a: np.ndarray, sr: int) -> list[np.ndarray]:
     """[drums, bass] of one accompaniment chunk (frames, ch); other is the rest."""
     n_fft = _n_fft(sr)
-    specs = [_stft(np.ascontiguousarray(a[:, c]), n_fft) for c in range(a.shape[1])]
-    m = np.sqrt(sum(np.abs(s) ** 2 for s in specs) / len(specs)).astype(np.float32)
+    n, ch = a.shape
+    # One channel's complex spectrogram at a time (each ~42 MB for a 60 s
+    # chunk): the magnitude is summed as they come, and each is computed
+    # again (the same numbers) for its masking.
+    power = 0
+    for c in range(ch):
+        power = power + np.abs(_stft(np.ascontiguousarray(a[:, c]), n_fft)) ** 2
+    m = np.sqrt(power / ch).astype(np.float32)
+    del power
     h, p = _hpss(m, sr, n_fft, SPLIT_TIME_S)
-    drum = p**2 / (h**2 + p**2 + _EPS)
+    del m
+    drum = _soft_ratio(p, h)  # p² / (h² + p² + eps)
     low = 1 / (1 + (_freqs(sr, n_fft) / BASS_CROSSOVER_HZ) ** (2 * BASS_ORDER))
-    bass = (1 - drum) * low[:, None].astype(np.float32)
-    drums = np.stack([_istft(drum * s, n_fft, len(a)) for s in specs], axis=1)
-    basses = np.stack([_istft(bass * s, n_fft, len(a)) for s in specs], axis=1)
+    bass = np.subtract(1, drum, out=h)
+    bass *= low[:, None].astype(np.float32)
+    drums = np.empty((n, ch), np.float32)
+    basses = np.empty((n, ch), np.float32)
+    for c in range(ch):
+        s = _stft(np.ascontiguousarray(a[:, c]), n_fft)
+        drums[:, c] = _istft(drum * s, n_fft, n)
+        basses[:, c] = _istft(bass * s, n_fft, n)
     return [drums, basses]

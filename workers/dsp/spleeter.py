@@ -24,19 +24,16 @@ of the reference implementation with the network run by onnxruntime
    which is the same as masking with ``1 - m_vocals`` because the STFT
    reconstructs the input exactly.
 
-Memory is bounded for long tracks: the STFT is never held whole. Each step
-takes ``segment`` frames (512, what the network was trained on), runs the
-network, and overlap-adds the inverse STFT of the middle
-``segment - 2 * margin`` frames straight into the output (~100 MB working
-memory per step plus the two outputs). With the default ``margin`` 0 the
-segments are Spleeter's own (``pad_and_partition`` from frame 0). The
-U-Net's receptive field spans a whole segment, so a margin does not remove
-edge effects, only moves them; on generated voice-over-band mixes margins
-of 32-128 frames changed SI-SDR by -0.8..+0.3 dB with no consistent gain
-near segment joins, and on 8 FluidSynth-rendered songs a margin of 64 gave
--0.2 dB (vocals +6.9 vs +7.0 dB over the mixture), while costing a third
-more compute. Mask changes at a join are smoothed by the 4096-sample
-overlapping windows anyway.
+Memory is bounded for long tracks: the STFT is never held whole.
+:meth:`SpleeterModel.vocals_stream` takes the input in blocks and, per
+step, the STFT of ``segment`` frames (512, what the network was trained
+on), runs the network and overlap-adds the inverse STFT of the middle
+``segment - 2 * margin`` frames onto an accumulator; what no later segment
+touches is handed on (~100 MB working memory per step). With the default
+``margin`` 0 the segments are Spleeter's own (``pad_and_partition`` from
+frame 0): the U-Net's receptive field spans a whole segment, so a margin
+only moves edge effects (measured in bench/docs/separation.md), and mask
+changes at a join are smoothed by the 4096-sample overlapping windows.
 
 Units: samples at 44 100 Hz, float32 in [-1, 1] (not enforced).
 """
@@ -44,12 +41,13 @@ Units: samples at 44 100 Hz, float32 in [-1, 1] (not enforced).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 from scipy import fft
 
+from workers.dsp.blocks import FrameBuffer
 from workers.dsp.errors import UnprocessableAudio
 
 SAMPLE_RATE = 44100
@@ -122,7 +120,8 @@ class SpleeterModel:
         """The vocals of ``x`` (frames,) or (frames, channels) float at 44.1 kHz;
         mono is duplicated to stereo for the network and returned as mono.
         Float32 of ``x``'s shape. ``progress(fraction)`` is called after each
-        segment, increasing, ending with 1.0.
+        segment, increasing, ending with 1.0. The whole-array form of
+        :meth:`vocals_stream` (the same samples).
         """
         x = np.asarray(x)
         shape = x.shape
@@ -136,40 +135,100 @@ class SpleeterModel:
         if not np.isfinite(x).all():
             raise UnprocessableAudio("the audio contains NaN or infinite samples")
         stereo = x if x.shape[1] == 2 else np.repeat(x, 2, axis=1)
-
         n = len(stereo)
-        # Frame k covers samples [k*HOP - FRAME, k*HOP) of x (after the FRAME
-        # zeros Spleeter prepends); pad_end gives ceil((n + FRAME) / HOP) frames.
         n_frames = -(-(n + FRAME) // HOP)
-        keep = self.segment - 2 * self.margin
-        vocals = np.zeros((n, 2), np.float32)
-        starts = range(0, n_frames, keep)
-        for i, first in enumerate(starts):
-            count = min(keep, n_frames - first)
-            self._vocals_segment(stereo, first, count, vocals)
-            if progress is not None:
-                progress(1.0 if i == len(starts) - 1 else (first + count) / n_frames)
 
+        def report(frames_done: int) -> None:
+            if progress is not None:
+                progress(min(1.0, frames_done / n_frames))
+
+        parts = list(self.vocals_stream(iter([stereo]), segment_done=report))
+        vocals = np.concatenate(parts) if parts else np.zeros((0, 2), np.float32)
+        if progress is not None:
+            progress(1.0)
         if x.shape[1] == 1:
             vocals = vocals.mean(axis=1, keepdims=True)
         return vocals.reshape(shape)
 
-    def _stft(self, x: np.ndarray, first: int, count: int) -> np.ndarray:
-        """Complex STFT frames ``first .. first+count`` of ``x`` (n, 2),
-        shape (2, count, FRAME // 2 + 1); samples outside ``x`` are zero."""
-        lo = first * HOP - FRAME  # x index of the first frame's first sample
+    def vocals_stream(
+        self, blocks: Iterator[np.ndarray], segment_done: Callable[[int], None] | None = None
+    ) -> Iterator[np.ndarray]:
+        """The vocals of a stereo 44.1 kHz float32 signal given as consecutive
+        (m, 2) blocks, as consecutive float32 (k, 2) blocks that add up to the
+        input's length. Memory is one segment's working set (~100 MB) and
+        ~12 s of input and output, whatever the length. ``segment_done(f)``
+        is called after each segment with the STFT frames done so far.
+
+        The samples are exactly those of running the segments over the whole
+        array: each segment's inverse STFT is overlap-added onto the same
+        accumulator values in the same order; only what no later segment
+        touches is handed on.
+        """
+        it = iter(blocks)
+        buf = FrameBuffer(2)
+        exhausted = False
+
+        def fill(upto: int) -> None:
+            nonlocal exhausted
+            while not exhausted and buf.end < upto:
+                try:
+                    buf.append(np.asarray(next(it), np.float32))
+                except StopIteration:
+                    exhausted = True
+
+        keep = self.segment - 2 * self.margin
+        acc = np.zeros((0, 2), np.float32)  # output samples [acc_start, acc_start + len(acc))
+        acc_start = 0
+        first = 0
+        while True:
+            seg_first = first - self.margin
+            # Input samples [seg_first*HOP - FRAME, (seg_first + segment - 1)*HOP) make the
+            # segment's STFT; one more tells whether the input ends inside it.
+            fill((seg_first + self.segment - 1) * HOP + 1)
+            count = keep
+            if exhausted:
+                n_frames = -(-(buf.end + FRAME) // HOP)
+                if first >= n_frames:
+                    break
+                count = min(keep, n_frames - first)
+            limit = buf.end  # the input's length, or beyond every sample this segment reads
+            lo, ola = self._vocals_segment(buf, limit, first, count)
+            a, b = max(lo, 0), min(lo + len(ola), limit)
+            if b > len(acc) + acc_start:
+                acc = np.concatenate([acc, np.zeros((b - acc_start - len(acc), 2), np.float32)])
+            if b > a:
+                acc[a - acc_start : b - acc_start] += ola[a - lo : b - lo]
+            if segment_done is not None:
+                segment_done(first + count)
+            # Later segments write from their first frame's start on.
+            final = min((first + keep) * HOP - FRAME, acc_start + len(acc))
+            if final > acc_start:
+                yield acc[: final - acc_start].copy()
+                acc = acc[final - acc_start :].copy()
+                acc_start = final
+            first += keep
+            buf.drop_before((first - self.margin) * HOP - FRAME)
+        if len(acc):
+            yield acc
+
+    def _stft(self, buf: FrameBuffer, limit: int, first: int, count: int) -> np.ndarray:
+        """Complex STFT frames ``first .. first+count`` of the signal held in
+        ``buf`` (n, 2), shape (2, count, FRAME // 2 + 1); samples before 0 and
+        from ``limit`` on are zero."""
+        lo = first * HOP - FRAME  # index of the first frame's first sample
         length = (count - 1) * HOP + FRAME
-        buf = np.zeros((2, length), np.float32)
-        a, b = max(lo, 0), min(lo + length, len(x))
+        frames_buf = np.zeros((2, length), np.float32)
+        a, b = max(lo, 0), min(lo + length, limit)
         if b > a:
-            buf[:, a - lo : b - lo] = x[a:b].T
-        frames = np.lib.stride_tricks.sliding_window_view(buf, FRAME, axis=1)[:, ::HOP]
+            frames_buf[:, a - lo : b - lo] = buf.view(a, b).T
+        frames = np.lib.stride_tricks.sliding_window_view(frames_buf, FRAME, axis=1)[:, ::HOP]
         return fft.rfft(frames * self._window, axis=-1)
 
-    def _vocals_segment(self, x: np.ndarray, first: int, count: int, out: np.ndarray) -> None:
-        """Add the vocals of frames ``first .. first+count`` into ``out``."""
+    def _vocals_segment(self, buf: FrameBuffer, limit: int, first: int, count: int) -> tuple[int, np.ndarray]:
+        """The overlap-added vocals of frames ``first .. first+count``: (index
+        of their first sample, float32 (samples, 2))."""
         seg_first = first - self.margin
-        spec = self._stft(x, seg_first, self.segment)  # (2, segment, bins)
+        spec = self._stft(buf, limit, seg_first, self.segment)  # (2, segment, bins)
         mag = np.abs(spec[:, :, :N_BINS]).astype(np.float32)
         y_vocals, y_accomp = self._session.run(["vocals", "accompaniment"], {"mix": mag[None]})
         core = slice(self.margin, self.margin + count)
@@ -180,12 +239,10 @@ class SpleeterModel:
         masked[:, :, :N_BINS] = mask * spec[:, core, :N_BINS]
         frames = fft.irfft(masked, n=FRAME, axis=-1) * (self._window * WINDOW_COMPENSATION)
 
-        # Overlap-add: frame j starts at x index (first + j) * HOP - FRAME.
+        # Overlap-add: frame j starts at index (first + j) * HOP - FRAME.
         lo = first * HOP - FRAME
         length = (count - 1) * HOP + FRAME
         ola = np.zeros((2, length), np.float32)
         for j in range(count):
             ola[:, j * HOP : j * HOP + FRAME] += frames[:, j]
-        a, b = max(lo, 0), min(lo + length, len(out))
-        if b > a:
-            out[a:b] += ola[:, a - lo : b - lo].T
+        return lo, ola.T
