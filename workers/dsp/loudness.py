@@ -331,9 +331,9 @@ class LoudnessMeter:
 
     def _true_peak_block(self, frames: np.ndarray | None, final: bool) -> None:
         t = _TRUE_PEAK_TAPS_REVERSED.shape[1] - 1
-        if frames is None:  # the filter's ring-out after the last sample
-            frames = np.zeros((0, self.channels), self._tp_history.dtype)
         history = self._tp_history
+        if frames is None:  # the filter's ring-out after the last sample
+            frames = np.zeros((0, self.channels), np.float64 if history is None else history.dtype)
         if history is None:
             history = np.zeros((t, self.channels), frames.dtype)  # silence before the signal
         ext = np.ascontiguousarray(np.concatenate([history.astype(frames.dtype, copy=False), frames]))

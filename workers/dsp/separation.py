@@ -346,14 +346,17 @@ def _aligned(*streams: Iterator[tuple[np.ndarray, ...]]) -> Iterator[tuple[tuple
     offset = [0] * len(iters)
     while True:
         for i, it in enumerate(iters):
-            while current[i] is None or offset[i] >= len(current[i][0]):
-                current[i] = None  # not kept alive while the next block is computed
+            block = current[i]
+            while block is None or offset[i] >= len(block[0]):
+                current[i] = block = None  # not kept alive while the next block is computed
                 try:
-                    current[i], offset[i] = next(it), 0
+                    current[i] = block = next(it)
+                    offset[i] = 0
                 except StopIteration:
                     return
-        m = min(len(c[0]) - o for c, o in zip(current, offset, strict=True))
-        yield tuple(tuple(a[o : o + m] for a in c) for c, o in zip(current, offset, strict=True))
+        ready = [c for c in current if c is not None]
+        m = min(len(c[0]) - o for c, o in zip(ready, offset, strict=True))
+        yield tuple(tuple(a[o : o + m] for a in c) for c, o in zip(ready, offset, strict=True))
         offset = [o + m for o in offset]
 
 
@@ -388,7 +391,7 @@ def _pair_vocals(
     xs: Iterator[np.ndarray], a: int, b: int, n: int, sr: int, model: SpleeterModel
 ) -> Iterator[tuple[np.ndarray]]:
     """Vocals of channels (a, b) of ``xs``, (m, 2) blocks at ``sr``, ``n`` in all."""
-    pair = (np.ascontiguousarray(x[:, [a, b]]) for x in xs)
+    pair: Iterator[np.ndarray] = (np.ascontiguousarray(x[:, [a, b]]) for x in xs)
     if sr != model.sample_rate:
         pair = _resampled(pair, sr, model.sample_rate)
     y = model.vocals_stream(pair)

@@ -38,13 +38,11 @@ def master_to_file(
     limit = ceiling
     for attempt in range(MP3_RETRIES + 1):
         start = 0.05 + 0.8 * attempt / (MP3_RETRIES + 1)
-        done = mastering.master_stream(
-            source,
-            target,
-            limit,
-            progress=lambda f, s=start: progress(s + 0.2 * f),
-            scratch_dir=str(path.parent),
-        )
+
+        def report(fraction: float, start: float = start) -> None:
+            progress(start + 0.2 * fraction)
+
+        done = mastering.master_stream(source, target, limit, report, scratch_dir=str(path.parent))
         summary = done.to_dict()  # levels rounded to 0.01 dB
         with codec.Encoder(path, source.sample_rate, source.channels, fmt) as enc:
             for block in done.blocks():
