@@ -137,6 +137,7 @@ def open_source(path: str | os.PathLike, info: AudioInfo, workdir: str | os.Path
             log.info("libsndfile could not decode %s (%s); trying ffmpeg", p, exc)
     _ffmpeg_to_raw(p, info, raw)
     frames = raw.stat().st_size // (4 * info.channels)
+    os.truncate(raw, frames * 4 * info.channels)  # whole frames only, as decode() reshapes them
     return FileSource(raw, info.sample_rate, frames, info.channels, raw=True)
 
 
