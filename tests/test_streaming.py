@@ -205,7 +205,7 @@ def test_master_blocks_are_seamless():
 def test_limiter_blocks_equal_the_whole_array_gain():
     rng = np.random.default_rng(5)
     x = (rng.standard_normal((30000, 2)) * 0.3).astype(np.float32)
-    limiter = mastering._Limiter(ArraySource(x, 44100), None, -1.0, 10.0)
+    limiter = mastering._Limiter(ArraySource(x, 44100), -1.0, 10.0)
     gain_db = 6.0
     peaks = np.concatenate([p for _, p in mastering._side_chain(ArraySource(x, 44100).blocks(4096))])
     whole = mastering._interpolated_peaks(x, mastering._TAPS_REVERSED, mastering._BLOCK)
@@ -268,7 +268,7 @@ def test_open_source_reads_decodes_samples(encoded, name, tmp_path):
     ref, sr = codec.decode(path, info)
     source = codec.open_source(path, info, tmp_path)
     assert (source.sample_rate, source.channels, source.frames) == (sr, ref.shape[1], len(ref))
-    assert source.raw == (info.format != "wav")  # compressed: decoded once to disk
+    assert source.raw  # decoded once to raw float32 on disk
     np.testing.assert_array_equal(concatenate(source.blocks(4096), source.frames, source.channels), ref)
     sr2, channels, blocks = codec.read_blocks(d / "a.wav")
     assert (sr2, channels) == (44100, 2) and sum(len(b) for b in blocks) == soundfile.info(d / "a.wav").frames

@@ -87,6 +87,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -264,21 +265,25 @@ def master_stream(
     start_lufs, start_peak = before.integrated_lufs, before.true_peak_dbtp
     if compression_db > 0:
         compressor = _Compressor.fit(source, compression_db)
-        start_lufs, start_peak = _levels(_measure(compressor.blocks(source.blocks()), sr, channels))
+        # The compressed signal is written once and read back by every later
+        # pass (the limiter's input), as the whole-array code kept it.
+        meter = loudness.LoudnessMeter(sr, channels)
+        source = _Spill.write(compressor.blocks(source.blocks()), sr, channels, scratch_dir, meter.add)
+        start_lufs, start_peak = _levels(meter.result())
     report(0.3)
 
-    limiter = _Limiter(source, compressor, ceiling_dbtp - _LIMITER_MARGIN_DB, start_peak, scratch_dir)
+    limiter = _Limiter(source, ceiling_dbtp - _LIMITER_MARGIN_DB, start_peak, scratch_dir)
     gain_db = limiter.clamp(target_lufs - start_lufs)
     tried: list[tuple[float, float]] = []  # (gain dB, output LUFS)
     best: tuple[_Chain, loudness.Loudness, float, float] | None = None  # chain, loudness, error, gain
     for round_ in range(_MAX_ROUNDS):
-        chain = _Chain(compressor, limiter, gain_db, 0.0)
+        chain = _Chain(limiter, gain_db, 0.0)
         after = _measure(chain.render(source), sr, channels)
         out_lufs, out_peak = _levels(after)
         if out_peak > ceiling_dbtp:
             # Not seen in practice (the limiter aims 0.02 dB lower); the
             # meter is linear, so scaling down lands exactly on the ceiling.
-            chain = _Chain(compressor, limiter, gain_db, ceiling_dbtp - out_peak - 0.001)
+            chain = _Chain(limiter, gain_db, ceiling_dbtp - out_peak - 0.001)
             after = _measure(chain.render(source), sr, channels)
             out_lufs, out_peak = _levels(after)
         error = target_lufs - out_lufs
@@ -306,7 +311,7 @@ def master_stream(
         )
     report(1.0)
     return MasterStream(
-        source=source,
+        source=source,  # the compressed signal when compressed
         chain=chain,
         input={"integrated_lufs": before.integrated_lufs, "true_peak_dbtp": before.true_peak_dbtp},
         output={"integrated_lufs": after.integrated_lufs, "true_peak_dbtp": after.true_peak_dbtp},
@@ -345,21 +350,63 @@ def _round(v: float | None) -> float | None:
 
 @dataclass
 class _Chain:
-    """Compressor (or none), make-up gain into the limiter, final trim (dB)."""
+    """Make-up gain into the limiter, final trim (dB), on the (compressed) source."""
 
-    compressor: _Compressor | None
     limiter: _Limiter
     gain_db: float
     trim_db: float
 
     def render(self, source: BlockSource) -> Iterator[np.ndarray]:
         blocks = source.blocks()
-        if self.compressor is not None:
-            blocks = self.compressor.blocks(blocks)
         trim = np.float32(10.0 ** (self.trim_db / 20.0))
         for out in self.limiter.blocks(blocks, self.gain_db):
             if self.trim_db:
                 out *= trim
+            yield out
+
+
+class _Spill:
+    """float32 frames kept in an unnamed temporary file (gone when closed or
+    collected) and read back in blocks: a :class:`BlockSource` when
+    ``channels`` > 0, a plain series when 0. Each reader has its own offset
+    (pread), so two passes may read it at once."""
+
+    def __init__(self, file: IO[bytes], sample_rate: int, frames: int, channels: int) -> None:
+        self._file = file
+        self.sample_rate = sample_rate
+        self.frames = frames
+        self.channels = channels
+
+    @classmethod
+    def write(
+        cls,
+        blocks: Iterator[np.ndarray],
+        sample_rate: int,
+        channels: int,
+        scratch_dir: str | None,
+        tap: Callable[[np.ndarray], None] | None = None,
+    ) -> _Spill:
+        """Write ``blocks`` (``tap`` sees each on the way)."""
+        file = tempfile.TemporaryFile(prefix="audioq-master-", dir=scratch_dir)  # noqa: SIM115 - kept open
+        frames = 0
+        for block in blocks:
+            block = np.ascontiguousarray(block, np.float32)
+            if tap is not None:
+                tap(block)
+            file.write(block.data)
+            frames += len(block)
+        file.flush()
+        return cls(file, sample_rate, frames, channels)
+
+    def blocks(self, size: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+        width = max(1, self.channels)
+        fd = self._file.fileno()
+        for a in range(0, self.frames, size):
+            m = min(size, self.frames - a)
+            out = np.empty((m, self.channels) if self.channels else m, np.float32)
+            got = os.preadv(fd, [out.data.cast("B")], a * width * 4)
+            if got != out.nbytes:
+                raise OSError(f"short read from a temporary file ({got} of {out.nbytes} bytes)")
             yield out
 
 
@@ -543,20 +590,18 @@ class _Limiter:
     def __init__(
         self,
         source: BlockSource,
-        compressor: _Compressor | None,
         threshold_db: float,
         true_peak_db: float,
         scratch_dir: str | None = None,
     ) -> None:
         self.source = source
-        self.compressor = compressor
         sr = source.sample_rate
         self.threshold_db = threshold_db
         self.true_peak_db = true_peak_db  # of the compressed source, by the meter
         self.lookahead = max(1, round(_LOOKAHEAD_S * sr))
         self.release = math.exp(-1.0 / (_RELEASE_S * sr))
         self.scratch_dir = scratch_dir
-        self._spill: IO[bytes] | None = None
+        self._spill: _Spill | None = None
         self._max_gain_db: float | None = None
 
     def needed(self, gain_db: float) -> bool:
@@ -565,17 +610,9 @@ class _Limiter:
     def _peaks(self, size: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
         """The side chain, frame by frame from the start, in blocks of ``size``."""
         if self._spill is None:
-            blocks = self.source.blocks()
-            if self.compressor is not None:
-                blocks = self.compressor.blocks(blocks)
-            # Lives as long as the limiter (the result renders from it); deleted when closed.
-            spill = tempfile.TemporaryFile(prefix="audioq-sidechain-", dir=self.scratch_dir)  # noqa: SIM115
-            for _, peaks in _side_chain(blocks):
-                peaks.tofile(spill)
-            self._spill = spill
-        self._spill.seek(0)
-        while len(peaks := np.fromfile(self._spill, np.float32, size)):
-            yield peaks
+            peaks = (p for _, p in _side_chain(self.source.blocks()))
+            self._spill = _Spill.write(peaks, self.source.sample_rate, 0, self.scratch_dir)
+        yield from self._spill.blocks(size)
 
     @property
     def max_gain_db(self) -> float:
@@ -610,6 +647,7 @@ class _Limiter:
                 yield block * np.float32(scale)
             return
         threshold = 10.0 ** (self.threshold_db / 20.0)
+        self.max_gain_db  # noqa: B018 - the side chain exists before the input is read
         la, hold = self.lookahead, _HOLD_SAMPLES
         pad = la - 1 + hold
         width = la + 2 * hold
