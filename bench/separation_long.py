@@ -8,8 +8,8 @@ installed, else the DSP fallback), every stem encoded to a file.
 The input: a generated 30-second stereo 44.1 kHz mix (tests/synth.py
 ``separation_mix``) repeated to length, written once as 16-bit WAV to
 ``bench/.cache/separation_long/`` (uploads of that size are usually WAV or
-FLAC; a FLAC or MP3 source is first decoded to a raw float32 file on disk,
-in blocks, and read the same way). Each case runs in a fresh process (peak
+FLAC; any source is first decoded, in blocks, to a raw float32 file on
+disk, which the job then reads in blocks). Each case runs in a fresh process (peak
 RSS is per process): the model is loaded, ru_maxrss read ("before": the
 interpreter, numpy/scipy/librosa/onnxruntime and the model), then the job's
 path timed — ``codec.open_source``, ``separation.separate_stream``, one
