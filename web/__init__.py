@@ -11,7 +11,7 @@ from flask import Flask, g, request
 from shared import logs
 from shared.settings import Settings
 from web import errors, metrics, services
-from web.api import account, assets, docs, health, jobs, tasks
+from web.api import account, assets, docs, health, jobs, playground, tasks
 
 _SANE_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 access = logging.getLogger("audioq.access")
@@ -63,6 +63,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.register_blueprint(jobs.bp)
     app.register_blueprint(tasks.bp)
     app.register_blueprint(account.bp)
+    app.register_blueprint(playground.bp)
 
     @app.before_request
     def _bind_trace_id() -> None:
