@@ -260,6 +260,20 @@ def test_analysis_is_drawn_on_one_timeline(page, live_api, worker, api_key, tmp_
     assert f"confidence {round(a['key']['confidence'] * 100)} %" in summary
     width = page.js("return document.getElementById('lane-waveform').getBoundingClientRect().width")
     assert int(page.js("return document.getElementById('lane-waveform').dataset.columns")) >= 0.95 * width
+    # the WAV fast path reads the samples the decoder would give
+    paths = page.driver.execute_async_script(
+        """const done = arguments[arguments.length - 1];
+           import('/playground/static/waveform.js').then(async m => {
+             const f = window.playground.state.file;
+             const [a, b] = [await m.computePeaks(f), await m.decodedPeaks(f)];
+             const [ca, cb] = [a.columns(0, 16, 400), b.columns(0, 16, 400)];
+             done({method: a.method, durations: [a.duration, b.duration],
+                   diff: Math.max(...ca.hi.map((v, i) => Math.abs(v - cb.hi[i])),
+                                  ...ca.lo.map((v, i) => Math.abs(v - cb.lo[i])))});
+           }).catch(e => done(String(e)));"""
+    )
+    assert paths["method"] == "wav" and paths["durations"] == pytest.approx([seconds, seconds], abs=1e-3)
+    assert paths["diff"] < 0.01, paths
     page.screenshot("analysis")
 
     # click to play from there; the playhead follows the audio
@@ -447,29 +461,41 @@ def test_api_errors_show_the_apis_message(page, live_api, client, api_key, tmp_p
 
 @needs_browser
 def test_a_ten_minute_waveform_draws_quickly(page, live_api, tmp_path):
-    """The waveform of a 10-minute stereo 44.1 kHz WAV (106 MB) is decoded
-    and drawn by the browser; the time is written to the artifacts folder
-    (docs/playground.md quotes it). The bound here is generous: the machine is
-    shared; the page's own goal is under 2 s."""
+    """The waveform of a 10-minute stereo 44.1 kHz track, as WAV (106 MB, read
+    directly) and as MP3 (192 kb/s, through the browser's decoder), is drawn
+    without waiting for the API. The times go to the artifacts folder
+    (docs/playground.md quotes them). The bound here is generous because the
+    machine is shared; the page's goal is under 2 s."""
+    import subprocess
+
     part, _, _ = synth.song(120.0, 30.0, key="A", mode="minor", sr=SR, seed=14)
     pcm = (np.clip(part, -1, 1) * 32767).astype(np.int16)
     ten = np.tile(np.stack([pcm, (pcm * 0.9).astype(np.int16)], axis=1), (20, 1))
-    path = tmp_path / "ten-minutes.wav"
-    sf.write(path, ten, SR, subtype="PCM_16")
-    open_page(page, live_api)
-    # no key: the file is drawn at once and the upload waits for a key
-    page.driver.find_element("id", "file").send_keys(str(path))
-    timings = page.wait("return window.playground.state.timings.waveform_ms && window.playground.state.timings",
-                        60, "the waveform")
-    assert page.js("return window.playground.state.duration") == pytest.approx(600, abs=0.1)
-    width = page.js("return document.getElementById('lane-waveform').getBoundingClientRect().width")
-    assert int(page.js("return document.getElementById('lane-waveform').dataset.columns")) >= 0.95 * width
-    assert "API key" in page.driver.find_element("id", "upload-status").text
-    with open("/proc/loadavg") as f:
-        load = f.read().split()[:3]
-    record = {"file": "10 min, 44.1 kHz stereo WAV, 106 MB", **timings, "loadavg": load}
-    page.save_json("ten-minute-waveform", record)
-    print("\nten-minute waveform:", json.dumps(record))
+    wav = tmp_path / "ten-minutes.wav"
+    sf.write(wav, ten, SR, subtype="PCM_16")
+    mp3 = tmp_path / "ten-minutes.mp3"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-b:a", "192k", str(mp3)], check=True)
+    records = []
+    for path, method in ((wav, "wav"), (mp3, "decode")):
+        open_page(page, live_api)
+        # no key: the file is drawn at once and the upload waits for a key
+        page.driver.find_element("id", "file").send_keys(str(path))
+        timings = page.wait(
+            "return window.playground.state.timings.waveform_ms && window.playground.state.timings",
+            60,
+            "the waveform",
+        )
+        assert timings["method"] == method
+        assert page.js("return window.playground.state.duration") == pytest.approx(600, abs=0.1)
+        width = page.js("return document.getElementById('lane-waveform').getBoundingClientRect().width")
+        assert int(page.js("return document.getElementById('lane-waveform').dataset.columns")) >= 0.95 * width
+        assert "API key" in page.driver.find_element("id", "upload-status").text
+        with open("/proc/loadavg") as f:
+            load = f.read().split()[:3]
+        records.append({"file": f"{path.name}, {path.stat().st_size / 1e6:.0f} MB", **timings, "loadavg": load})
+        assert browser.severe(page.console()) == []
     page.screenshot("ten-minutes")
-    assert timings["waveform_ms"] < 10_000, record
-    assert browser.severe(page.console()) == []
+    page.save_json("ten-minute-waveform", records)
+    print("\nten-minute waveform:", json.dumps(records))
+    for r in records:
+        assert r["waveform_ms"] < 15_000, records

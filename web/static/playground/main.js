@@ -167,8 +167,9 @@ async function drawWaveform(file) {
     const t1 = performance.now();
     setDuration(peaks.duration);
     timeline.setPeaks(peaks);
-    state.timings.decode_ms = Math.round(t1 - t0);
+    state.timings.peaks_ms = Math.round(t1 - t0);
     state.timings.waveform_ms = Math.round(performance.now() - t0);
+    state.timings.method = peaks.method;
     timeline.setInfo("waveform", `drawn in ${(state.timings.waveform_ms / 1000).toFixed(2)} s`);
   } catch (e) {
     // Not an API error: the API may still decode what the browser cannot.

@@ -313,9 +313,11 @@ export class Timeline {
     const row = lane.height / (hi - lo + 1);
     this.data.notesRange = { lo, hi, row };
     const grid = el("g", { class: "grid" }, g);
+    this.data.notesOctaves = [];
     for (let m = Math.ceil(lo / 12) * 12; m <= hi; m += 12) {
-      const y = (hi - m + 1) * row;
+      const y = (hi - m + 1) * row; // the bottom edge of C's row
       el("line", { class: "octave", x1: 0, x2: this.duration || 1, y1: y, y2: y }, grid);
+      this.data.notesOctaves.push([midiName(m), y]);
     }
     const rects = el("g", { class: "notes" }, g);
     for (const n of notes) {
@@ -358,8 +360,10 @@ export class Timeline {
     const hi = Math.ceil(sorted[Math.floor(sorted.length * 0.99)]) + 2;
     const y = (m) => Math.min(lane.height, Math.max(0, ((hi - m) / (hi - lo)) * (lane.height - 8) + 4));
     const grid = el("g", { class: "grid" }, g);
+    this.data.melodyOctaves = [];
     for (let m = Math.ceil(lo / 12) * 12; m <= hi; m += 12) {
       el("line", { class: "octave", x1: 0, x2: this.duration || 1, y1: y(m), y2: y(m) }, grid);
+      this.data.melodyOctaves.push([midiName(m), y(m)]);
     }
     // One polyline per voiced run: unvoiced frames (null) break the contour.
     let pts = [];
@@ -469,6 +473,8 @@ export class Timeline {
     this.renderBoxLabels("chords", this.data.chords, (c) => chordName(c.label));
     this.renderBoxLabels("sections", this.data.sections, (s) => s.label);
     this.renderLoudnessLabels();
+    this.renderAxisLabels("notes", this.data.notesOctaves);
+    this.renderAxisLabels("melody", this.data.melodyOctaves);
     this.renderWaveform();
     this.root.dataset.view = `${this.t0.toFixed(3)},${this.t1.toFixed(3)}`;
   }
@@ -522,6 +528,15 @@ export class Timeline {
     }
   }
 
+  /** Pitch names on the octave lines, at the left edge. */
+  renderAxisLabels(laneId, marks) {
+    const g = this.lanes[laneId].pixels;
+    g.replaceChildren();
+    for (const [text, y] of marks || []) {
+      el("text", { class: "axis", x: 3, y: y > 12 ? y - 2 : y + 10 }, g).textContent = text;
+    }
+  }
+
   renderLoudnessLabels() {
     const g = this.lanes.loudness.pixels;
     g.replaceChildren();
@@ -529,7 +544,7 @@ export class Timeline {
     if (!y) return;
     const s = this.data.loudnessScale;
     for (let db = s.top - (s.top % 6); db >= s.bottom; db -= 6) {
-      el("text", { class: "axis", x: 3, y: y(db) - 2 }, g).textContent = `${db} dB`;
+      el("text", { class: "axis", x: 3, y: y(db) > 12 ? y(db) - 2 : y(db) + 10 }, g).textContent = `${db} dB`;
     }
     const labels = [];
     for (const which of ["original", "master"]) {
