@@ -81,12 +81,16 @@ class Page:
         """Console entries since the last call (errors, warnings, logs)."""
         return self.driver.get_log("browser")
 
-    def screenshot(self, name: str) -> Path:
+    def screenshot(self, name: str, width: int = 1400) -> Path:
         """A full-page PNG under tests/artifacts/playground/."""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        height = self.js("return Math.ceil(document.documentElement.scrollHeight)")
-        self.driver.set_window_size(1400, max(900, min(int(height) + 40, 6000)))
+        self.driver.set_window_size(width, 900)
+        # the window's height includes the browser's own bars, even headless
+        height = self.js(
+            "return Math.ceil(document.documentElement.scrollHeight + window.outerHeight - window.innerHeight)"
+        )
+        self.driver.set_window_size(width, max(900, min(int(height), 6000)))
         time.sleep(0.2)  # one frame for the relayout
         self.driver.save_screenshot(str(path))
         return path

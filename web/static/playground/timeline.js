@@ -406,7 +406,8 @@ export class Timeline {
       if (lufs.true_peak_dbtp !== null) all.push(lufs.true_peak_dbtp);
       if (ceiling !== null) all.push(ceiling);
     }
-    const top = Math.max(0, Math.ceil(Math.max(...all) + 1));
+    // Room above the highest line for its label; 0 dB always in view.
+    const top = Math.max(0, Math.ceil(Math.max(...all))) + 4;
     const bottom = Math.max(-70, Math.floor((Math.min(...all) - 4) / 6) * 6);
     const h = lane.height;
     const y = (db) => ((top - db) / (top - bottom)) * (h - 10) + 5;
