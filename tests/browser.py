@@ -73,8 +73,10 @@ class Page:
             if last:
                 return last
             time.sleep(interval)
-        state = self.js("return JSON.stringify({errors: window.playground?.state?.errors, "
-                        "jobs: window.playground?.state?.jobs})")
+        state = self.js(
+            "return JSON.stringify({errors: window.playground?.state?.errors, "
+            "jobs: window.playground?.state?.jobs})"
+        )
         raise AssertionError(f"timed out after {timeout} s waiting for {what or script}; page state: {state}")
 
     def console(self) -> list[dict]:
@@ -88,7 +90,8 @@ class Page:
         self.driver.set_window_size(width, 900)
         # the window's height includes the browser's own bars, even headless
         height = self.js(
-            "return Math.ceil(document.documentElement.scrollHeight + window.outerHeight - window.innerHeight)"
+            "const d = document.documentElement;"
+            "return Math.ceil(d.scrollHeight + window.outerHeight - window.innerHeight)"
         )
         self.driver.set_window_size(width, max(900, min(int(height), 6000)))
         time.sleep(0.2)  # one frame for the relayout
@@ -128,4 +131,6 @@ def start() -> Page:
 
 def severe(entries: list[dict], allow: tuple[str, ...] = ()) -> list[dict]:
     """The console errors among ``entries``, except those containing any of ``allow``."""
-    return [e for e in entries if e.get("level") == "SEVERE" and not any(a in e.get("message", "") for a in allow)]
+    return [
+        e for e in entries if e.get("level") == "SEVERE" and not any(a in e.get("message", "") for a in allow)
+    ]

@@ -143,6 +143,11 @@ def error_messages(page) -> list[str]:
     )
 
 
+def each(page, selector: str, expr: str) -> list:
+    """``expr`` (JavaScript, of ``e``) for every element matching ``selector``."""
+    return page.js(f"return [...document.querySelectorAll({json.dumps(selector)})].map(e => {expr})")
+
+
 def lane_geometry(page, selector: str, lane: str) -> dict:
     """Screen x of each mark's centre, relative to its lane, with the view."""
     return page.js(
@@ -191,43 +196,39 @@ def test_analysis_is_drawn_on_one_timeline(page, live_api, worker, api_key, tmp_
     for m in beats["marks"]:
         assert abs(m["x"] - (m["t"] - beats["t0"]) * k) <= 1.5, m
     assert f_measure([m["t"] for m in beats["marks"]], true_beats) >= 0.9
-    downs = page.js("return [...document.querySelectorAll('#lane-beats line.downbeat')].map(e => +e.getAttribute('x1'))")
+    downs = each(page, "#lane-beats line.downbeat", "+e.getAttribute('x1')")
     assert downs == pytest.approx(a["beatgrid"]["downbeats"])
     assert f_measure(downs, true_downbeats) >= 0.8
-    bars = page.js("return [...document.querySelectorAll('#lane-beats text.bar-number')].map(e => e.textContent)")
+    bars = each(page, "#lane-beats text.bar-number", "e.textContent")
     assert bars == [str(i + 1) for i in range(len(downs))]
     info = page.driver.find_element(By.ID, "info-beats").text
     assert f"{a['beatgrid']['tempo']:.1f} BPM" in info and a["beatgrid"]["time_signature"] in info
 
     # chords: one box per chord, in its place, named as the result says
     chords = lane_geometry(page, "rect.chord", "chords")
-    labels = page.js("return [...document.querySelectorAll('#lane-chords rect.chord')].map(e => e.dataset.label)")
+    labels = each(page, "#lane-chords rect.chord", "e.dataset.label")
     assert labels == [c["label"] for c in a["chords"]]
     for m, c in zip(chords["marks"], a["chords"], strict=True):
         assert abs(m["left"] - (c["start"] - chords["t0"]) * k) <= 1.5
         assert abs(m["width"] - (c["end"] - c["start"]) * k) <= 1.5
-    texts = page.js("return [...document.querySelectorAll('#lane-chords text.label')].map(e => e.textContent)")
+    texts = each(page, "#lane-chords text.label", "e.textContent")
     assert texts == [chord_name(c["label"]) for c in a["chords"]]
     bar = 4 * 60 / bpm
     expected = ["A:min", "D:min", "E:maj", "A:min"] * 2
-    at_bar = [next(c["label"] for c in a["chords"] if c["start"] <= (i + 0.5) * bar < c["end"]) for i in range(8)]
+    at_bar = [
+        next(c["label"] for c in a["chords"] if c["start"] <= (i + 0.5) * bar < c["end"]) for i in range(8)
+    ]
     assert sum(g == e for g, e in zip(at_bar, expected, strict=True)) >= 7, at_bar
 
     # sections, notes, melody
     segs = res["segments"]["segments"]
-    assert page.js(
-        "return [...document.querySelectorAll('#lane-sections rect.section')].map(e => e.dataset.label)"
-    ) == [s["label"] for s in segs]
-    assert page.js(
-        "return [...document.querySelectorAll('#lane-sections text.label')].map(e => e.textContent)"
-    ) == [s["label"] for s in segs]
+    assert each(page, "#lane-sections rect.section", "e.dataset.label") == [s["label"] for s in segs]
+    assert each(page, "#lane-sections text.label", "e.textContent") == [s["label"] for s in segs]
     notes = res["transcribe"]["notes"]
     assert len(notes) > 0
     assert page.js("return document.querySelectorAll('#lane-notes rect.note').length") == len(notes)
-    assert page.js(
-        "return [...document.querySelectorAll('#lane-notes rect.note')].map(e => +e.dataset.midi)"
-    ) == [n["midi"] for n in notes]
-    contour = page.js("return [...document.querySelectorAll('#lane-melody polyline.contour')].map(e => e.getAttribute('points'))")
+    assert each(page, "#lane-notes rect.note", "+e.dataset.midi") == [n["midi"] for n in notes]
+    contour = each(page, "#lane-melody polyline.contour", "e.getAttribute('points')")
     voiced = [f for f in res["pitch"]["f0_hz"] if f is not None]
     assert point_count(contour) == len(voiced) > 0
 
@@ -236,9 +237,7 @@ def test_analysis_is_drawn_on_one_timeline(page, live_api, worker, api_key, tmp_
     # the true peak as lines at their levels
     st = a["lufs"]["short_term_lufs"]
     values = [v for v in st["values"] if v is not None]
-    curve = page.js(
-        "return [...document.querySelectorAll('#lane-loudness polyline.st-lufs.original')].map(e => e.getAttribute('points'))"
-    )
+    curve = each(page, "#lane-loudness polyline.st-lufs.original", "e.getAttribute('points')")
     assert point_count(curve) == len(values) > 100
     first = [float(v) for v in curve[0].split()[0].split(",")]
     k0 = next(i for i, v in enumerate(st["values"]) if v is not None)
@@ -334,18 +333,23 @@ def test_stems_and_master_play_in_sync(page, live_api, worker, api_key, tmp_path
     assert {r["name"]: r["src"] for r in rows} == stems
     assert {r["name"]: r["href"] for r in rows} == stems
     # the presigned links (another origin) load in <audio> without CORS
-    page.wait("return [...document.querySelectorAll('#stems audio')].every(a => a.readyState >= 2)", 30,
-              "the stems to load")
+    page.wait(
+        "return [...document.querySelectorAll('#stems audio')].every(a => a.readyState >= 2)",
+        30,
+        "the stems to load",
+    )
     assert page.js("return document.getElementById('listen').value") == "stems"
     page.driver.find_element(By.ID, "play").click()
-    page.wait("return [...document.querySelectorAll('#stems audio')].every(a => !a.paused)", 10, "stems playing")
+    page.wait(
+        "return [...document.querySelectorAll('#stems audio')].every(a => !a.paused)", 10, "stems playing"
+    )
     time.sleep(1.5)
-    times = page.js("return [...document.querySelectorAll('#stems audio')].map(a => a.currentTime)")
+    times = each(page, "#stems audio", "e.currentTime")
     assert min(times) > 0.5 and max(times) - min(times) < 0.1, times
     page.driver.find_element(By.CSS_SELECTOR, ".stem[data-stem='vocals'] .mute").click()
     assert page.js("return document.querySelector('audio[data-stem=vocals]').muted") is True
     page.driver.find_element(By.CSS_SELECTOR, ".stem[data-stem='vocals'] .solo").click()
-    muted = page.js("return Object.fromEntries([...document.querySelectorAll('#stems audio')].map(a => [a.dataset.stem, a.muted]))")
+    muted = dict(each(page, "#stems audio", "[e.dataset.stem, e.muted]"))
     assert muted == {"vocals": False, "accompaniment": True}  # solo wins over mute
     page.driver.find_element(By.ID, "play").click()  # pause
     page.screenshot("stems")
@@ -363,7 +367,7 @@ def test_stems_and_master_play_in_sync(page, live_api, worker, api_key, tmp_path
     ab = page.js("return [...document.querySelectorAll('audio[data-ab]')].length")
     assert ab == 0  # the A/B players are not in the document; read them from the group
     vol = page.js(
-        "const g = window.playground.groups.master; return g.tracks.map(t => [t.name, t.el.volume, t.el.muted, t.el.src])"
+        "return window.playground.groups.master.tracks.map(t => [t.name, t.el.volume, t.el.muted, t.el.src])"
     )
     diff = m["mastered"]["integrated_lufs"] - m["input"]["integrated_lufs"]
     assert diff > 0
@@ -380,16 +384,12 @@ def test_stems_and_master_play_in_sync(page, live_api, worker, api_key, tmp_path
     # the master's curve: measured by /v1/lufs on the mastered file
     page.wait("return !!window.playground.state.results.masterLufs", 60, "the master's loudness")
     ml = page.js("return window.playground.state.results.masterLufs")
-    curve = page.js(
-        "return [...document.querySelectorAll('#lane-loudness polyline.st-lufs.master')].map(e => e.getAttribute('points'))"
-    )
+    curve = each(page, "#lane-loudness polyline.st-lufs.master", "e.getAttribute('points')")
     assert point_count(curve) == len([v for v in ml["short_term_lufs"]["values"] if v is not None]) > 0
     assert abs(ml["integrated_lufs"] - m["mastered"]["integrated_lufs"]) < 0.2
     ceiling = page.js("return +document.querySelector('#lane-loudness line.peak.master').dataset.db")
     assert ceiling == -1.5
-    assert point_count(
-        page.js("return [...document.querySelectorAll('#lane-loudness polyline.st-lufs.original')].map(e => e.getAttribute('points'))")
-    ) > 0
+    assert point_count(each(page, "#lane-loudness polyline.st-lufs.original", "e.getAttribute('points')")) > 0
     page.screenshot("master")
     assert browser.severe(page.console()) == []
 
@@ -418,8 +418,11 @@ def test_api_errors_show_the_apis_message(page, live_api, client, api_key, tmp_p
     choose(page, text, ops=())
     page.wait("return document.getElementById('drop').dataset.state === 'failed'", 30, "the 415")
     want = api_message(
-        client.post("/v1/assets/upload", data=text.read_bytes(),
-                    headers={**good.headers, "Content-Type": "application/octet-stream"})
+        client.post(
+            "/v1/assets/upload",
+            data=text.read_bytes(),
+            headers={**good.headers, "Content-Type": "application/octet-stream"},
+        )
     )
     assert error_messages(page) == [want]
     assert page.js("return window.playground.state.errors.at(-1).statusCode") == 415
@@ -432,8 +435,11 @@ def test_api_errors_show_the_apis_message(page, live_api, client, api_key, tmp_p
     choose(page, big, ops=())
     page.wait("return document.getElementById('drop').dataset.state === 'failed'", 60, "the 413")
     want = api_message(
-        client.post("/v1/assets/upload", data=big.read_bytes(),
-                    headers={**basic.headers, "Content-Type": "application/octet-stream"})
+        client.post(
+            "/v1/assets/upload",
+            data=big.read_bytes(),
+            headers={**basic.headers, "Content-Type": "application/octet-stream"},
+        )
     )
     assert error_messages(page) == [want]
 
@@ -444,7 +450,9 @@ def test_api_errors_show_the_apis_message(page, live_api, client, api_key, tmp_p
     choose(page, wav, ops=())
     page.wait("return document.getElementById('drop').dataset.state === 'failed'", 30, "the 400")
     want = api_message(
-        client.post("/v1/assets/upload", data=wav.read_bytes(), headers={**broke.headers, "Content-Type": "audio/wav"})
+        client.post(
+            "/v1/assets/upload", data=wav.read_bytes(), headers={**broke.headers, "Content-Type": "audio/wav"}
+        )
     )
     assert "credits" in want.lower() and error_messages(page) == [want]
     page.screenshot("errors")
@@ -492,7 +500,9 @@ def test_a_ten_minute_waveform_draws_quickly(page, live_api, tmp_path):
         assert "API key" in page.driver.find_element("id", "upload-status").text
         with open("/proc/loadavg") as f:
             load = f.read().split()[:3]
-        records.append({"file": f"{path.name}, {path.stat().st_size / 1e6:.0f} MB", **timings, "loadavg": load})
+        records.append(
+            {"file": f"{path.name}, {path.stat().st_size / 1e6:.0f} MB", **timings, "loadavg": load}
+        )
         assert browser.severe(page.console()) == []
     page.screenshot("ten-minutes")
     page.save_json("ten-minute-waveform", records)
