@@ -364,8 +364,6 @@ def test_stems_and_master_play_in_sync(page, live_api, worker, api_key, tmp_path
     m = page.js("return window.playground.state.results.master")
     assert m["target_lufs"] == -16 and m["ceiling_dbtp"] == -1.5
     assert page.js("return document.getElementById('listen').value") == "master"
-    ab = page.js("return [...document.querySelectorAll('audio[data-ab]')].length")
-    assert ab == 0  # the A/B players are not in the document; read them from the group
     vol = page.js(
         "return window.playground.groups.master.tracks.map(t => [t.name, t.el.volume, t.el.muted, t.el.src])"
     )

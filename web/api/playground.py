@@ -12,9 +12,7 @@ from flask import Blueprint, redirect
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "playground"
 
-bp = Blueprint(
-    "playground", __name__, static_folder=str(STATIC), static_url_path="/playground/static"
-)
+bp = Blueprint("playground", __name__, static_folder=str(STATIC), static_url_path="/playground/static")
 
 # The key sits in localStorage, so the page allows scripts from itself only;
 # media and fetches may go to the S3 origin that presigned links point at.
