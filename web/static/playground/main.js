@@ -351,10 +351,12 @@ async function separate(ev) {
   const status = $("stems-status");
   status.textContent = "submitting…";
   try {
+    const file = state.file;
     const r = await runJob(`separate/${n}`, `stems (${n})`, { format }, (job) => {
       bar.value = job.progress || 0;
       status.textContent = `${job.status} ${Math.round((job.progress || 0) * 100)} %`;
     });
+    if (state.file !== file) return; // another track was chosen meanwhile
     state.results.stems = r;
     bar.value = 1;
     status.textContent = `done · ${r.model}`;
@@ -449,10 +451,12 @@ async function master(ev) {
   status.textContent = "submitting…";
   try {
     // Sent as typed: the API checks the ranges and says what is wrong.
+    const file = state.file;
     const r = await runJob("master", "master", { target_lufs: target, ceiling_dbtp: ceiling, format }, (job) => {
       bar.value = job.progress || 0;
       status.textContent = `${job.status} ${Math.round((job.progress || 0) * 100)} %`;
     });
+    if (state.file !== file) return; // another track was chosen meanwhile
     state.results.master = r;
     bar.value = 1;
     status.textContent = `done · gain ${r.gain_db >= 0 ? "+" : ""}${r.gain_db.toFixed(1)} dB`;
@@ -533,6 +537,7 @@ async function measureMaster(r, ceiling) {
   try {
     const type = blob.type && blob.type.startsWith("audio/") ? blob.type : "application/octet-stream";
     const lufs = await api.run("lufs", null, () => {}, { raw: blob, contentType: type });
+    if (state.results.master !== r) return; // a newer master or another track meanwhile
     state.results.masterLufs = lufs;
     timeline.setLoudness(lufs, "master", ceiling);
     status.textContent = "The loudness lane shows both curves: original and master.";
@@ -695,10 +700,18 @@ function init() {
     const t0 = (Number($("scroll").value) / 1000) * Math.max(0, state.duration - span);
     timeline.setView(t0, t0 + span);
   });
+  // Space plays and pauses, the arrow keys jump 5 s (not while typing or
+  // on a control, where these keys already mean something).
   document.addEventListener("keydown", (e) => {
-    if (e.code !== "Space" || e.target.closest("input, select, button, textarea, a")) return;
+    if (e.target.closest("input, select, button, textarea, a") || e.ctrlKey || e.metaKey || e.altKey) return;
+    const g = activeGroup();
+    if (e.code === "Space") togglePlay();
+    else if ((e.code === "ArrowLeft" || e.code === "ArrowRight") && g && state.duration) {
+      const t = Math.min(state.duration, Math.max(0, g.time + (e.code === "ArrowLeft" ? -5 : 5)));
+      if (g.playing) playFrom(t);
+      else g.seek(t).then(updateClock);
+    } else return;
     e.preventDefault();
-    togglePlay();
   });
 
   $("stems-form").addEventListener("submit", separate);
