@@ -418,7 +418,8 @@ def test_api_errors_show_the_apis_message(page, live_api, client, api_key, tmp_p
     # 401: an unknown key, at entry
     enter_key(page, "aq_not-a-key", ok=False)
     want = api_message(client.get("/v1/account", headers={"x-api-key": "aq_not-a-key"}))
-    assert want in error_messages(page)
+    assert error_messages(page) == [want]
+    assert page.js("return localStorage.getItem('audioq.apiKey')") is None  # not kept
 
     # 415: not audio
     good = api_key(plan="pro", credits=50)

@@ -70,6 +70,7 @@ async function useKey(key) {
     return true;
   } catch (e) {
     state.account = null;
+    if (e.statusCode === 401) api.setKey(""); // keep only a key the API knows (not one typed wrong)
     status.textContent = e.message;
     status.dataset.ok = "false";
     showError(e, "checking the key");
