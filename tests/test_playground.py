@@ -479,6 +479,42 @@ def test_api_errors_show_the_apis_message(page, live_api, client, api_key, tmp_p
 
 
 @needs_browser
+def test_a_plans_job_limit_is_waited_out(page, live_api, worker, api_key, tmp_path):
+    """The basic plan runs one heavy job at a time: the second of the two
+    heavy analyses is refused with 429; the page shows the API's message in
+    that job's row, tries again after Retry-After, and both lanes get drawn."""
+    y, _, _ = synth.song(100.0, 6.0, key="D", mode="major", sr=SR, seed=6)
+    song = write_wav(tmp_path / "six.wav", y)
+    key = api_key(plan="basic", credits=100)
+    open_page(page, live_api)
+    enter_key(page, key.secret)
+    choose(page, song, ops=("transcribe", "segments"))
+    waiting = page.wait(
+        "const li = document.querySelector('#jobs li[data-status=waiting]');"
+        "return li && [li.dataset.op, li.querySelector('.job-status').textContent]",
+        60,
+        "a job waiting for its turn",
+        interval=0.05,
+    )
+    page.screenshot("waiting")
+    page.wait("return document.getElementById('timeline').dataset.ready === 'true'", 240, "the analyses")
+    assert page.js("return window.playground.state.analysesDone") == ["fulfilled"] * 2
+    notices = page.js("return window.playground.state.notices")
+    assert notices and {(n["statusCode"], n["code"]) for n in notices} == {(429, "too_many_jobs")}
+    assert waiting == [notices[0]["op"], f"waiting ({notices[0]['message']})"]
+    assert "heavy" in notices[0]["message"] and "Nothing was charged" in notices[0]["message"]
+    assert error_messages(page) == []  # waited out, not an error
+    res = page.js("return window.playground.state.results")
+    assert each(page, "#lane-notes rect.note", "1").count(1) == len(res["transcribe"]["notes"])
+    assert each(page, "#lane-sections rect.section", "e.dataset.label") == [
+        s["label"] for s in res["segments"]["segments"]
+    ]
+    page.screenshot("waited")
+    entries = page.console()
+    assert browser.severe(entries, allow=(NETWORK_LOG + " 429",)) == [], entries
+
+
+@needs_browser
 def test_a_ten_minute_waveform_draws_quickly(page, live_api, tmp_path):
     """The waveform of a 10-minute stereo 44.1 kHz track, as WAV (106 MB, read
     directly) and as MP3 (192 kb/s, through the browser's decoder), is drawn

@@ -13,8 +13,12 @@ export class ApiError extends Error {
     this.error = b.error || "";
     this.code = b.code || "";
     this.body = b;
+    this.retryAfterS = null; // the Retry-After header, seconds, when there was one
   }
 }
+
+/** Thrown when the page gave up on a job itself (another track was chosen). */
+export class Abandoned extends Error {}
 
 export function getKey() {
   return localStorage.getItem(KEY_STORAGE) || "";
@@ -41,6 +45,7 @@ function retryAfterMs(resp, fallback) {
 
 async function parse(resp) {
   const text = await resp.text();
+  const retry = Number(resp.headers.get("Retry-After"));
   let body = null;
   try {
     body = text ? JSON.parse(text) : null;
@@ -48,10 +53,12 @@ async function parse(resp) {
     body = null;
   }
   if (!resp.ok) {
-    throw new ApiError(
+    const err = new ApiError(
       body || { statusCode: resp.status, error: resp.statusText, message: `HTTP ${resp.status}` },
       resp.status,
     );
+    if (Number.isFinite(retry) && retry > 0) err.retryAfterS = retry;
+    throw err;
   }
   return body;
 }
@@ -111,16 +118,42 @@ export function upload(file, onProgress) {
   });
 }
 
+// Submissions refused with 429 (the key's rate, or its plan's jobs in flight
+// per queue) are tried again after Retry-After, for at most this long.
+const SUBMIT_PATIENCE_MS = 30 * 60 * 1000;
+
+function checkAbort(signal) {
+  if (signal?.aborted) throw new Abandoned("abandoned");
+}
+
 /** Run an operation and resolve with its result.
  *
  * Every operation is submitted with `Prefer: respond-async`, so fast and long
- * ones answer the same way (202 + job id), then /v1/jobs/{id} is polled;
- * onUpdate(job) sees each state. A 429 or 503 while polling waits and tries
- * again; a failed job rejects with its error body. */
-export async function run(op, payload, onUpdate = () => {}, { raw, contentType } = {}) {
-  const submitted = raw
-    ? await call("POST", `/v1/${op}`, { body: raw, contentType, prefer: "respond-async" })
-    : await call("POST", `/v1/${op}`, { json: payload, prefer: "respond-async" });
+ * ones answer the same way (202 + job id); then /v1/jobs/{id} is polled
+ * (every 0.5 s, easing to 1.5 s: a few jobs at once stay well inside every
+ * plan's request rate). onUpdate(job) sees each state.
+ *
+ * A 429 at submission (too many requests, or the plan's limit of jobs in
+ * flight on that queue) is not the end: onWait(error) is told (the page shows
+ * the API's message) and the submission is tried again after Retry-After.
+ * A 429 or 503 while polling waits the same way. A failed job rejects with
+ * its error body; `signal` (an AbortSignal) stops everything. */
+export async function run(op, payload, { onUpdate = () => {}, onWait = () => {}, signal, raw, contentType } = {}) {
+  const started = Date.now();
+  let submitted;
+  for (;;) {
+    checkAbort(signal);
+    try {
+      submitted = raw
+        ? await call("POST", `/v1/${op}`, { body: raw, contentType, prefer: "respond-async" })
+        : await call("POST", `/v1/${op}`, { json: payload, prefer: "respond-async" });
+      break;
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.statusCode !== 429 || Date.now() - started > SUBMIT_PATIENCE_MS) throw e;
+      onWait(e);
+      await sleep(Math.min((e.retryAfterS || 5) * 1000, 60000));
+    }
+  }
   let job = submitted.body;
   if (submitted.status === 200) {
     // Answered at once (e.g. a replayed Idempotency-Key): the result's fields
@@ -132,10 +165,11 @@ export async function run(op, payload, onUpdate = () => {}, { raw, contentType }
   onUpdate({ ...job, progress: job.status === "completed" ? 1 : 0 });
   // The job's own URL on this origin: Location may name AUDIOQ_PUBLIC_URL's host.
   const url = `/v1/jobs/${encodeURIComponent(job.job_id)}`;
-  let delay = 250;
+  let delay = 500;
   for (;;) {
     await sleep(delay);
-    delay = Math.min(delay * 1.5, 1000);
+    checkAbort(signal);
+    delay = Math.min(delay * 1.5, 1500);
     let resp;
     try {
       resp = await fetch(url, { headers: headers(), cache: "no-store" });

@@ -19,7 +19,9 @@ const state = {
   results: {},
   jobs: {},
   errors: [],
+  notices: [], // 429s the page waited out: {op, statusCode, code, message}
   timings: {},
+  abort: new AbortController(), // aborted when another track is chosen
   pendingUpload: false,
 };
 
@@ -102,7 +104,10 @@ function resetForFile(file) {
   for (const g of Object.values(groups)) g.dispose();
   for (const k of Object.keys(groups)) delete groups[k];
   if (state.fileUrl) URL.revokeObjectURL(state.fileUrl);
-  Object.assign(state, { file, asset: null, duration: 0, results: {}, jobs: {}, timings: {} });
+  state.abort.abort(); // the previous track's jobs: stop polling and retrying
+  Object.assign(state, {
+    file, asset: null, duration: 0, results: {}, jobs: {}, notices: [], timings: {}, abort: new AbortController(),
+  });
   state.fileUrl = URL.createObjectURL(file);
   $("jobs").replaceChildren();
   $("stems").replaceChildren();
@@ -242,6 +247,14 @@ function jobRow(op, label) {
       state.jobs[op] = { ...(state.jobs[op] || {}), status: job.status, progress: job.progress };
       if (job.job_id) state.jobs[op].job_id = job.job_id;
     },
+    /** The API refused the submission for now (429): its message, and a retry. */
+    wait(e) {
+      li.dataset.status = "waiting";
+      li.dataset.code = e.code;
+      status.textContent = `waiting (${e.message})`;
+      state.notices.push({ op, statusCode: e.statusCode, code: e.code, message: e.message });
+      state.jobs[op] = { ...(state.jobs[op] || {}), status: "waiting" };
+    },
     fail(e) {
       li.dataset.status = "failed";
       status.textContent = `failed: ${e.message}`;
@@ -255,16 +268,22 @@ async function runJob(op, label, options = {}, onUpdate = () => {}) {
   const row = jobRow(op, label);
   const asset = state.asset;
   try {
-    const result = await api.run(op, { asset_id: asset.asset_id, ...options }, (job) => {
-      row.update(job);
-      onUpdate(job);
+    const result = await api.run(op, { asset_id: asset.asset_id, ...options }, {
+      onUpdate: (job) => {
+        row.update(job);
+        onUpdate(job);
+      },
+      onWait: (e) => row.wait(e),
+      signal: state.abort.signal,
     });
     row.update({ status: "completed", progress: 1 });
     refreshAccount();
     return result;
   } catch (e) {
-    row.fail(e);
-    showError(e, label);
+    if (!(e instanceof api.Abandoned)) {
+      row.fail(e);
+      showError(e, label);
+    }
     throw e;
   }
 }
@@ -362,8 +381,8 @@ async function separate(ev) {
     bar.value = 1;
     status.textContent = `done · ${r.model}`;
     buildStems(r);
-  } catch {
-    status.textContent = "failed (see the message above)";
+  } catch (e) {
+    if (!(e instanceof api.Abandoned)) status.textContent = "failed (see the message above)";
   } finally {
     btn.disabled = !state.asset;
   }
@@ -463,8 +482,8 @@ async function master(ev) {
     status.textContent = `done · gain ${r.gain_db >= 0 ? "+" : ""}${r.gain_db.toFixed(1)} dB`;
     buildMaster(r, ceiling);
     measureMaster(r, ceiling);
-  } catch {
-    status.textContent = "failed (see the message above)";
+  } catch (e) {
+    if (!(e instanceof api.Abandoned)) status.textContent = "failed (see the message above)";
   } finally {
     btn.disabled = !state.asset;
   }
@@ -537,13 +556,14 @@ async function measureMaster(r, ceiling) {
   }
   try {
     const type = blob.type && blob.type.startsWith("audio/") ? blob.type : "application/octet-stream";
-    const lufs = await api.run("lufs", null, () => {}, { raw: blob, contentType: type });
+    const lufs = await api.run("lufs", null, { raw: blob, contentType: type, signal: state.abort.signal });
     if (state.results.master !== r) return; // a newer master or another track meanwhile
     state.results.masterLufs = lufs;
     timeline.setLoudness(lufs, "master", ceiling);
     status.textContent = "The loudness lane shows both curves: original and master.";
     refreshAccount();
   } catch (e) {
+    if (e instanceof api.Abandoned) return;
     status.textContent = `The master's loudness curve could not be measured: ${e.message}`;
     showError(e, "measuring the master");
   }
