@@ -173,8 +173,10 @@ TARGETS = {
     "melody raw pitch accuracy": 0.92,
 }
 BUDGET_S_PER_MIN = 1.0  # all five analyses together, seconds per minute of audio
-SPLITS = ("tune", "heldout")
-SPLIT_SEEDS = {"tune": 2024, "heldout": 31337}
+# "dev": songs of the chord model's training style (bench/songgen.py
+# "train") from a seed the training set does not use: a second tuning split.
+SPLITS = ("tune", "heldout", "dev")
+SPLIT_SEEDS = {"tune": 2024, "heldout": 31337, "dev": 77}
 
 # Krumhansl & Kessler (1982) probe-tone ratings, index 0 = tonic: the
 # librosa route's key finder, written out so it borrows nothing from us.
@@ -1220,7 +1222,8 @@ def split_songs(split: str, n: int, seed: int, jobs: int, fs_version: str) -> li
         songs = [build_song(s) for s in make_specs(n, seed)]
         render = lambda s: render_song(s, fs_version)  # noqa: E731
     else:
-        songs = [songgen.build_song(s) for s in songgen.make_specs(n, seed, split)]
+        style = "train" if split == "dev" else split
+        songs = [songgen.build_song(s) for s in songgen.make_specs(n, seed, style)]
         render = lambda s: songgen.render_song(s, fs_version)  # noqa: E731
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for song, path in zip(songs, pool.map(render, songs), strict=True):
@@ -1247,6 +1250,7 @@ def split_setline(split: str, songs: list, seed: int) -> str:
 SPLIT_TITLES = {
     "tune": "tune split (bench/accuracy.py's generator, FluidR3 GM; the analysis code was tuned on it)",
     "heldout": "held-out split (bench/songgen.py 'heldout', MuseScore General; never used for tuning)",
+    "dev": "dev split (bench/songgen.py 'train' style, seed 77, not in the training set; used for tuning)",
 }
 
 
@@ -1274,7 +1278,14 @@ def main() -> int:
             print(f"unknown split {split!r}; choose from {', '.join(SPLITS)}", file=sys.stderr)
             return 2
     problem = check_prerequisites() or next(
-        (p for p in (songgen.check_prerequisites(x) for x in splits if x != "tune") if p), None
+        (
+            p
+            for p in (
+                songgen.check_prerequisites("train" if x == "dev" else x) for x in splits if x != "tune"
+            )
+            if p
+        ),
+        None,
     )
     if problem:
         print(problem, file=sys.stderr)
