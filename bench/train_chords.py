@@ -10,7 +10,8 @@ choose the epoch and report a per-beat accuracy; the tune split of
 ``bench/accuracy.py`` then checks the decoded chords end to end.
 
 Per song: the audio at 22.05 kHz mono, our own beat tracker's beats (so the
-training intervals carry the tracker's errors, as at run time), the pitch
+training intervals carry the tracker's errors, as at run time) and, as a
+second copy, the fixed grid ``estimate_chords`` uses without beats; the pitch
 salience of ``workers/dsp/salience.py`` and ``chordnet.interval_features``;
 the label of an interval is the reference chord covering most of it.
 Features are cached in ``bench/.cache/chordfeat/``.
@@ -42,11 +43,11 @@ import soundfile  # noqa: E402
 import soxr  # noqa: E402
 
 from bench import songgen  # noqa: E402
-from workers.dsp import beats, chordnet, chords, salience  # noqa: E402
+from workers.dsp import beats, chordnet, chords, mlp, salience  # noqa: E402
 from workers.dsp.features import ANALYSIS_SR  # noqa: E402
 
 FEAT_CACHE = ROOT / "bench" / ".cache" / "chordfeat"
-FEAT_VERSION = "v1"
+FEAT_VERSION = "v2"
 QUAL = {"maj": 0, "min": 1}
 
 
@@ -66,23 +67,26 @@ def interval_labels(edges: np.ndarray, ref_intervals: np.ndarray, ref_labels: li
     return out
 
 
-def song_features(song) -> tuple[np.ndarray, np.ndarray]:
+def song_features(song) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(features, labels) on the tracked beats and on the grid used without beats."""
     key = hashlib.sha256(f"{FEAT_VERSION}|{song.audio_path.name}".encode()).hexdigest()[:20]
     path = FEAT_CACHE / f"{key}.npz"
     if path.exists():
         with np.load(path) as z:
-            return z["x"], z["y"]
+            return [(z["x"], z["y"]), (z["xg"], z["yg"])]
     y44, sr = soundfile.read(song.audio_path, dtype="float32")
     y = soxr.resample(y44, sr, ANALYSIS_SR, quality="HQ").astype(np.float32)
     grid = beats.track_beats(y, ANALYSIS_SR)
     duration = len(y) / ANALYSIS_SR
     fr = salience.pitch_salience(y, ANALYSIS_SR)
-    edges = chords.interval_edges(grid.beats, duration, fr.hop_seconds)
-    x = chordnet.interval_features(fr.salience, fr.hop_seconds, edges)
-    lab = interval_labels(edges, song.ref.chord_intervals, song.ref.chord_labels)
+    out = []
+    for beat_times in (grid.beats, None):
+        edges = chords.interval_edges(beat_times, duration, fr.hop_seconds)
+        x = chordnet.interval_features(fr.salience, fr.hop_seconds, edges).astype(np.float32)
+        out.append((x, interval_labels(edges, song.ref.chord_intervals, song.ref.chord_labels)))
     FEAT_CACHE.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, x=x.astype(np.float32), y=lab)
-    return x.astype(np.float32), lab
+    np.savez_compressed(path, x=out[0][0], y=out[0][1], xg=out[1][0], yg=out[1][1])
+    return out
 
 
 class Net:
@@ -160,7 +164,7 @@ def main() -> int:
     ap.add_argument("--dev", type=int, default=40, help="songs kept aside for choosing the epoch")
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--hidden", default="256,128")
-    ap.add_argument("--out", default=str(chordnet.WEIGHTS))
+    ap.add_argument("--out", default=str(mlp.DATA / f"{chordnet.WEIGHTS}.npz"))
     args = ap.parse_args()
 
     fs = songgen.fluidsynth_version()
@@ -170,9 +174,9 @@ def main() -> int:
     for i, spec in enumerate(specs):
         song = songgen.build_song(spec)
         song.audio_path = songgen.render_song(song, fs)
-        x, y = song_features(song)
-        xs.append(chordnet.with_context(x).astype(np.float32))
-        ys.append(y)
+        pairs = song_features(song)
+        xs.append(np.concatenate([chordnet.with_context(x) for x, _ in pairs]).astype(np.float32))
+        ys.append(np.concatenate([y for _, y in pairs]))
         if i % 50 == 0:
             print(f"features {i + 1}/{len(specs)} ({time.perf_counter() - t0:.0f} s)", flush=True)
     n_train = len(specs) - args.dev

@@ -41,10 +41,9 @@ benchmark's held-out split. Inference is three matrix products per beat: a
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-
 import numpy as np
+
+from workers.dsp import mlp
 
 MIDI_LO, MIDI_HI = 28, 96  # E1 .. B6 (end exclusive): the salience stops at 2 kHz (~B6)
 N_PITCH = MIDI_HI - MIDI_LO
@@ -52,7 +51,7 @@ CONTEXT = 2  # neighbouring intervals on each side
 LOG_GAIN = 100.0
 LEVEL_FLOOR = -8.0
 N_CLASSES = 25  # 12 major, 12 minor (roots C..B), N
-WEIGHTS = Path(__file__).resolve().parent / "data" / "chordnet.npz"
+WEIGHTS = "chordnet"  # workers/dsp/data/chordnet.npz
 
 
 def interval_features(salience: np.ndarray, hop_s: float, edges: np.ndarray) -> np.ndarray:
@@ -95,10 +94,14 @@ def interval_features(salience: np.ndarray, hop_s: float, edges: np.ndarray) -> 
 
 def with_context(features: np.ndarray) -> np.ndarray:
     """Stack each interval's features with its CONTEXT neighbours on each
-    side (zeros beyond the ends): (m, (2 · CONTEXT + 1) · d)."""
+    side (the first and last repeated beyond the ends: the track's edge is
+    not evidence of silence): (m, (2 · CONTEXT + 1) · d)."""
     m, d = features.shape
-    padded = np.zeros((m + 2 * CONTEXT, d))
-    padded[CONTEXT : CONTEXT + m] = features
+    if m == 0:
+        return np.zeros((0, (2 * CONTEXT + 1) * d))
+    padded = np.concatenate(
+        [np.repeat(features[:1], CONTEXT, 0), features, np.repeat(features[-1:], CONTEXT, 0)]
+    )
     return np.concatenate([padded[k : k + m] for k in range(2 * CONTEXT + 1)], axis=1)
 
 
@@ -122,28 +125,11 @@ def transpose(features: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndar
     return out, lab
 
 
-@lru_cache(maxsize=1)
-def _weights() -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    with np.load(WEIGHTS) as z:
-        n = int(z["layers"])
-        return tuple((z[f"w{i}"].astype(np.float32), z[f"b{i}"].astype(np.float32)) for i in range(n))
-
-
-def available() -> bool:
-    """Whether the weights file is installed."""
-    return WEIGHTS.exists()
-
-
 def predict(features: np.ndarray) -> np.ndarray:
     """Class probabilities (m, 25) for interval features (m, 2 · N_PITCH + 1)
     from :func:`interval_features`; classes as ``workers.dsp.chords.LABELS``
     (C:maj … B:maj, C:min … B:min, N)."""
-    x = with_context(features).astype(np.float32)
-    layers = _weights()
-    for i, (w, b) in enumerate(layers):
-        x = x @ w + b
-        if i < len(layers) - 1:
-            np.maximum(x, 0, out=x)
+    x = mlp.forward(with_context(features), WEIGHTS)
     x -= x.max(axis=1, keepdims=True)
     np.exp(x, out=x)
     x /= x.sum(axis=1, keepdims=True)

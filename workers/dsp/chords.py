@@ -8,7 +8,7 @@ Method:
    copy, tuning-corrected, half the 1/h harmonic subtraction).
 2. **Intervals**: the beats (the chords job passes those of
    :func:`workers.dsp.beats.track_beats`), gaps longer than twice the median
-   beat interval split evenly; without beats a 0.46 s grid.
+   beat interval split evenly; without beats a 0.3 s grid (the network is trained on both).
 3. **Classifier**: :mod:`workers.dsp.chordnet` turns each interval's mean
    and minimum salience over MIDI 28-95, its level and its neighbours' into
    probabilities of the 25 labels. A small network trained on rendered
@@ -56,7 +56,7 @@ LABELS = tuple(f"{pc}:{q}" for q in QUALITIES for pc in PITCH_CLASSES) + ("N",)
 
 TREBLE_MIDI = 48  # C3: lowest pitch of a treble chroma (workers/dsp/structure.py)
 BASS_MIDI = (33, 55)  # A1 .. F#3 (55–185 Hz), end exclusive: its bass chroma
-GRID_SECONDS = 0.46  # intervals without beats
+GRID_SECONDS = 0.3  # intervals without beats (a beat at 200 BPM)
 SWITCH_COST = 2.0  # log-probability units per label change
 PROB_FLOOR = 1e-4
 GATE_TONALITY = 0.05  # interval tonality from which the gate is fully open
@@ -202,7 +202,7 @@ def estimate_chords(y: np.ndarray, sr: int, beats: list[float] | None = None) ->
     contiguous from 0 to the duration in seconds.
 
     ``beats`` (seconds) are where labels may change; without them (or with
-    fewer than two inside the track) labels change on a 0.46 s grid. Labels
+    fewer than two inside the track) labels change on a 0.3 s grid. Labels
     are "<root>:maj", "<root>:min" with the root spelled as in the track's
     key ("Bb:maj", "F#:min"; :mod:`workers.dsp.pitchclass`), or "N" where
     there is no tonal content (silence, noise, drums alone). Vocabulary and

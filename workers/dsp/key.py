@@ -6,7 +6,7 @@ Method: two kinds of evidence, one front end.
    :func:`workers.dsp.salience.pitch_salience` (tonal spectral peaks of a
    5.5 kHz copy, tuning-corrected), shared with the chord recogniser.
 2. **Chords**: the chord probabilities of :mod:`workers.dsp.chords` on a
-   0.46 s grid (no beat tracking: the key does not need the bar lines),
+   0.3 s grid (no beat tracking: the key does not need the bar lines),
    Viterbi-decoded, scored against the 24 keys by
    :mod:`workers.dsp.tonality`: time share of each triad weighted by its
    scale degree, the opening and closing chord, dominant→tonic changes.
