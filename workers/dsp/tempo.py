@@ -29,10 +29,10 @@ Method:
    (the 120 BPM level lands on the empty off-beats of kick and snare) from
    four-on-the-floor at 180 (the 90 BPM level is barely more periodic).
 
-Confidence = min(1, P / 0.5) · (½ + ½ M); every other level whose score
-is at least half the winner's is listed in ``alternatives`` with
-confidence min(1, P / 0.5) · ½ · s / s1 (a tie gives both ½ · the
-strength: the answer may be either). P is the mean normalised
+Confidence = min(1, P / 0.5) · (½ + ½ M); the two runner-up levels are
+listed in ``alternatives`` with confidence min(1, P / 0.5) · ½ · s / s1 (a
+tie gives both ½ · the strength: the answer may be either; a clear beat
+leaves its alternatives well below the tempo's confidence). P is the mean normalised
 autocorrelation of the onset envelope at the multiples of the chosen period
 (or of 2 or 4 periods, whichever is higher: a rock bar repeats at 4 beats,
 not at 1): below 0.02 for noise, 0.55–0.65 for a steady, humanised drum
@@ -97,10 +97,10 @@ class TempoCandidate:
 @dataclass(frozen=True)
 class Tempo:
     """Estimated global tempo. ``tempo`` in BPM (2 decimals), 0.0 if none;
-    ``alternatives``: other metrical levels (double, half, ×3/2, ...) the
-    track supports at least half as strongly, best first (empty when the
-    choice is clear), so an ambiguous track says so instead of silently
-    picking one octave."""
+    ``alternatives``: the two runner-up metrical levels (double, half,
+    ×3/2, ...) with their own confidence, best first, so an ambiguous track
+    says so (an alternative about as confident as the tempo) instead of
+    silently picking one octave."""
 
     tempo: float
     confidence: float
@@ -115,9 +115,7 @@ class Tempo:
 
 
 NO_TEMPO = Tempo(0.0, 0.0)
-# A metrical level is reported as an alternative when its score is at least
-# this share of the chosen level's.
-ALTERNATIVE_SHARE = 0.5
+N_ALTERNATIVES = 2
 
 
 def _frame_params(sr: int) -> tuple[int, int]:
@@ -293,8 +291,8 @@ def estimate_tempo(y: np.ndarray, sr: int) -> Tempo:
     # scores give both the same confidence.
     alternatives = tuple(
         TempoCandidate(round(60.0 * fps / _refine(ac, p), 2), round(strength * 0.5 * sc / s1, 3))
-        for sc, p in scored[1:3]
-        if s1 > 0 and sc >= ALTERNATIVE_SHARE * s1
+        for sc, p in scored[1 : 1 + N_ALTERNATIVES]
+        if s1 > 0
     )
     return Tempo(round(60.0 * fps / period, 2), round(confidence, 3), alternatives)
 
