@@ -9,9 +9,10 @@ song: our own tracked beats, ``beats.beat_features`` at them, and the label
 the reference grid (fewer than 80 % within 70 ms) are left out, since their
 labels say nothing about bars. The last ``--dev`` songs choose the epoch.
 
-Network: (2·3 + 1) × 8 = 56 inputs → 32 → 16 → 1, ReLU, logistic loss,
-Adam, dropout; every song also enters with its beats reversed in time? No:
-bars are not symmetric in time, so only the songs as they are.
+Network: (2·3 + 1) × 8 = 56 inputs → 32 → 16 → 1, ReLU, a two-way softmax
+(the training code of ``train_chords.py``) collapsed to one logit, Adam,
+dropout. One of its features is the change of the chord network's
+probabilities, so retrain this one after the chord network.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from workers.dsp import beats, mlp  # noqa: E402
 from workers.dsp.features import ANALYSIS_SR  # noqa: E402
 
 FEAT_CACHE = ROOT / "bench" / ".cache" / "downbeatfeat"
-FEAT_VERSION = "v1"
+FEAT_VERSION = "v2"
 
 
 def song_features(song) -> tuple[np.ndarray, np.ndarray] | None:
