@@ -36,9 +36,20 @@ Method:
      It counts *against* a downbeat: snares fall on 2 and 4, or 2 and 3 in
      a waltz.
 
+   * *network* — the logit of a small network (``data/downbeats.npz``,
+     trained by ``bench/train_downbeats.py`` on rendered songs) that reads,
+     over the beat and three on each side, the three onset bands at the
+     beat, low and mid half a beat later, the snare noise, the chroma change
+     and the change of the chord network's probabilities
+     (:mod:`workers.dsp.chords`; a loud melody moves the chroma, not the
+     chord). The three hand-made cues alone mislead when a pattern puts
+     noise on beat 1 (a ride or a rim on every beat) or chords change twice
+     a bar; the network learned which cue to trust from the context.
+
    For each meter m ∈ {3, 4} and phase p ∈ 0..m−1, each cue is scored by
    its Pearson correlation with the indicator "beat index ≡ p (mod m)"
-   (backbeat with the opposite sign) and the three are summed. A perfect
+   (backbeat with the opposite sign) and the four are summed, the network's
+   with weight 3. A perfect
    cue correlates 1 whatever m, so neither meter is favoured by
    construction, and a cue of the other meter averages out to ~0 over all
    phases. The best (m, p) gives the time signature and the downbeats; the
@@ -54,9 +65,9 @@ as right as the tempo's metrical level (chords alone, with onsets on 1 and
 3 only, can come out at half or ¾ of the tempo). Inputs for which ``estimate_tempo``
 finds no tempo (silence, shorter than 3 s) give an empty grid.
 
-Cost (CPU time, one core): 0.25 s for 3 minutes at 22.05 kHz, 1.7 s for
-20 minutes; over a third of it is the onset envelopes computed a second
-time, ``estimate_tempo`` not returning them. The first call in a process
+Cost (CPU time, one core): ~0.1 s per minute at 22.05 kHz; over a third of
+it is the onset envelopes computed a second time, ``estimate_tempo`` not
+returning them, and ~0.03 s the chord network's salience front end. The first call in a process
 loads the numba DP kernel (~0.5 s; ~1.5 s to compile when uncached):
 :func:`warmup`. Memory: both STFTs are taken in blocks of at most ~10 MB;
 what grows with length is ~50 bytes per 11.6 ms frame (envelopes, DP score
