@@ -223,12 +223,12 @@ def _targets_bill_as(options: Mapping[str, object]) -> str:
 OPERATIONS: dict[str, Operation] = {
     op.name: op
     for op in [
-        _fast("bpm", "audioq.analysis.analyze_tempo", "tempo-1", cost=1),
-        _fast("key", "audioq.analysis.analyze_key", "key-1", cost=1),
+        _fast("bpm", "audioq.analysis.analyze_tempo", "tempo-2", cost=1),
+        _fast("key", "audioq.analysis.analyze_key", "key-2", cost=1),
         _fast("lufs", "audioq.analysis.measure_loudness", "loudness-2", cost=1),
-        _fast("key-bpm", "audioq.analysis.analyze_key_tempo", "keytempo-1", cost=2),
-        _fast("beatgrid", "audioq.analysis.track_beat_grid", "beats-1", cost=2),
-        _fast("chords", "audioq.analysis.recognize_chords", "chords-1", cost=3),
+        _fast("key-bpm", "audioq.analysis.analyze_key_tempo", "keytempo-2", cost=2),
+        _fast("beatgrid", "audioq.analysis.track_beat_grid", "beats-2", cost=2),
+        _fast("chords", "audioq.analysis.recognize_chords", "chords-2", cost=3),
         _fast(
             "pitch",
             "audioq.analysis.track_pitch",
@@ -247,7 +247,7 @@ OPERATIONS: dict[str, Operation] = {
             task="audioq.analysis.analyze_track",
             queue="analysis",
             cost=6,
-            version="bundle-2",
+            version="bundle-3",
             soft_time_limit=600,
             time_limit=660,
         ),

@@ -556,3 +556,129 @@ def separation_mix(
     stems = {k: (v * scale).astype(np.float32) for k, v in stems.items()}
     mix32 = sum(stems[k].astype(np.float64) for k in STEMS4).astype(np.float32)
     return mix32, stems
+
+
+def _pluck(freq: float, seconds: float, sr: int, seed: int) -> np.ndarray:
+    """A plucked string (Karplus–Strong): a noise burst in a delay line of
+    one period, averaged each round trip, so the partials decay from the top
+    down, as a nylon or steel guitar's do."""
+    rng = np.random.default_rng(seed)
+    n, period = int(seconds * sr), max(2, int(round(sr / freq)))
+    line = rng.uniform(-1, 1, period)
+    out = np.empty(n)
+    for i in range(n):
+        j = i % period
+        out[i] = line[j]
+        line[j] = 0.996 * 0.5 * (line[j] + line[(j + 1) % period])
+    return (out * np.minimum(1.0, (n - 1 - np.arange(n)) / (0.02 * sr))).astype(np.float32)
+
+
+def _lead_note(freq: float, seconds: float, sr: int) -> np.ndarray:
+    """A sustained reed-like lead tone: odd and even harmonics at 1/k, a 5 Hz
+    vibrato of ±20 cents, 30 ms attack, 40 ms release."""
+    t = np.arange(int(seconds * sr)) / sr
+    phase = 2 * np.pi * np.cumsum(freq * 2 ** (0.2 / 12 * np.sin(2 * np.pi * 5.0 * t))) / sr
+    x = sum(np.sin(k * phase) / k for k in range(1, 9) if k * freq < sr / 2 * 0.9)
+    env = np.minimum(1.0, t / 0.03) * np.minimum(1.0, (t[-1] - t) / 0.04)
+    return (x * env).astype(np.float32)
+
+
+def band(
+    key: str,
+    mode: str,
+    seconds: float,
+    sr: int = SR,
+    bpm: float = 100.0,
+    seed: int = 0,
+    progression: str | None = None,
+    comping: str = "sustain",
+    voicing: str = "close",
+    lead_db: float | None = None,
+    off_chord: float = 0.4,
+) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+    """A band arrangement of a progression (one chord per 4-beat bar from
+    t = 0) and its chord timeline ``[(start, end, "C#:maj"), ...]``.
+
+    ``comping``: "sustain" (struck tones held through the bar), "arpeggio"
+    (plucked strings, a broken chord in eighths, each string ringing on),
+    "strum" (plucked strings, the chord on every beat, 15 ms between
+    strings). ``voicing``: "close" (MIDI 55–66 as :func:`chord_progression`),
+    "inversion" (a random inversion per bar between MIDI 52 and 76), "open"
+    (root, fifth and the third an octave up, a tenth over the root). The
+    bass alternates root and fifth on the beats (MIDI 36–54). With
+    ``lead_db`` a lead line sounds ``lead_db`` dB (RMS) over the harmony:
+    one note per beat or two per beat in MIDI 67–84, a share ``off_chord`` of
+    them scale tones outside the bar's chord, strong beats included.
+    """
+    tonic = PITCH_CLASSES.index(key)
+    if progression is None:
+        progression = "I-IV-V-I" if mode == "major" else "i-iv-V-i"
+    chords = PROGRESSIONS[progression]
+    scale = (0, 2, 4, 5, 7, 9, 11) if mode == "major" else (0, 2, 3, 5, 7, 8, 10)
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    harmony = np.zeros(n + 4 * sr)
+    bass_line = np.zeros(n + 4 * sr)
+    lead = np.zeros(n + 4 * sr)
+    beat = 60.0 / bpm
+    bar = 4 * beat
+    timeline = []
+
+    def hz(midi: float) -> float:
+        return 440.0 * 2 ** ((midi - 69) / 12)
+
+    i = 0
+    while i * bar < seconds:
+        degree, quality = chords[i % len(chords)]
+        root = (tonic + degree) % 12
+        pcs = [(root + iv) % 12 for iv in _TRIAD[quality]]
+        timeline.append((i * bar, min((i + 1) * bar, seconds), f"{PITCH_CLASSES[root]}:{quality}"))
+        if voicing == "close":
+            notes = [55 + (p - 55) % 12 for p in pcs]
+        elif voicing == "inversion":
+            low = 52 + int(rng.integers(12))
+            notes = sorted(low + (p - low) % 12 for p in pcs)
+        else:
+            r = 48 + (root - 48) % 12
+            notes = [r, r + _TRIAD[quality][2], r + 12 + _TRIAD[quality][1]]
+        start = i * bar
+        if comping == "sustain":
+            for m in notes:
+                _place(harmony, _note(hz(m), bar, sr, 10, m), np.array([int(start * sr)]), np.array([0.3]))
+        elif comping == "arpeggio":
+            order = [*notes, notes[1]]
+            for e in range(8):
+                m = order[e % len(order)]
+                s = start + e * beat / 2
+                tone = _pluck(hz(m), bar - e * beat / 2, sr, m + e)
+                _place(harmony, tone, np.array([int(s * sr)]), np.array([0.35]))
+        else:  # strum
+            for b in range(4):
+                for j, m in enumerate(notes if b % 2 == 0 else notes[::-1]):
+                    s = start + b * beat + 0.015 * j
+                    _place(harmony, _pluck(hz(m), beat, sr, m + b), np.array([int(s * sr)]), np.array([0.3]))
+        for b in range(4):
+            m = 36 + (root - 36) % 12 + (7 if b % 2 else 0)
+            s = int((start + b * beat) * sr)
+            _place(bass_line, _note(hz(m), beat, sr, 6, m), np.array([s]), np.array([0.45]))
+        if lead_db is not None:
+            pool = [m for m in range(67, 85) if (m - tonic) % 12 in scale]
+            prev = pool[len(pool) // 2]
+            b = 0.0
+            while b < 4:
+                length = 1.0 if rng.random() < 0.6 else 0.5
+                inside = [m for m in pool if m % 12 in pcs]
+                outside = [m for m in pool if m % 12 not in pcs]
+                choice = outside if rng.random() < off_chord else inside
+                m = min(choice, key=lambda x: abs(x - prev) + rng.uniform(0, 3))
+                prev = m
+                s = int((start + b * beat) * sr)
+                _place(lead, _lead_note(hz(m), length * beat * 0.95, sr), np.array([s]), np.array([1.0]))
+                b += length
+        i += 1
+    harmony, bass_line, lead = harmony[:n], bass_line[:n], lead[:n]
+    out = harmony + bass_line
+    if lead_db is not None:
+        rms = lambda v: np.sqrt(np.mean(v**2)) + 1e-12  # noqa: E731
+        out = out + lead * (10 ** (lead_db / 20) * rms(harmony) / rms(lead))
+    return _normalize(out), timeline

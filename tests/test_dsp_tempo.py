@@ -13,7 +13,7 @@ import pytest
 import synth
 
 from workers.dsp.features import ANALYSIS_SR
-from workers.dsp.tempo import Tempo, estimate_tempo, warmup
+from workers.dsp.tempo import Tempo, TempoCandidate, estimate_tempo, warmup
 
 SECONDS = 30.0
 
@@ -153,7 +153,28 @@ def test_noise_has_low_confidence():
 
 
 def test_to_dict():
-    assert Tempo(97.5, 0.8).to_dict() == {"tempo": 97.5, "confidence": 0.8}
+    assert Tempo(97.5, 0.8).to_dict() == {"tempo": 97.5, "confidence": 0.8, "alternatives": []}
+    t = Tempo(97.5, 0.5, (TempoCandidate(195.0, 0.45),))
+    assert t.to_dict()["alternatives"] == [{"tempo": 195.0, "confidence": 0.45}]
+
+
+def test_octave_errors_name_the_true_tempo_as_an_alternative(results):
+    """Where the chosen level is an octave off, the true tempo is listed
+    among the alternatives (the track says it is ambiguous), with a
+    confidence not above the chosen one's; alternatives are other levels."""
+    missed = []
+    for (pattern, bpm), r in results.items():
+        for a in r.alternatives:
+            assert a.confidence <= r.confidence + 1e-9 and classify(a.tempo, r.tempo) != "ok"
+        octave_error = classify(r.tempo, bpm) not in ("ok", "wrong")
+        if octave_error and not any(classify(a.tempo, bpm) == "ok" for a in r.alternatives):
+            missed.append(f"{pattern} {bpm:g}: {r.tempo} {r.alternatives}")
+    assert missed == []
+
+
+def test_a_clear_beat_has_no_strong_alternative():
+    r = estimate_tempo(synth.drum_pattern(120.0, SECONDS, ANALYSIS_SR, "rock", seed=1), ANALYSIS_SR)
+    assert all(a.confidence < 0.6 * r.confidence for a in r.alternatives), r
 
 
 def test_drum_pattern_is_deterministic_float32_in_range():

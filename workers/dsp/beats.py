@@ -36,9 +36,20 @@ Method:
      It counts *against* a downbeat: snares fall on 2 and 4, or 2 and 3 in
      a waltz.
 
+   * *network* — the logit of a small network (``data/downbeats.npz``,
+     trained by ``bench/train_downbeats.py`` on rendered songs) that reads,
+     over the beat and three on each side, the three onset bands at the
+     beat, low and mid half a beat later, the snare noise, the chroma change
+     and the change of the chord network's probabilities
+     (:mod:`workers.dsp.chords`; a loud melody moves the chroma, not the
+     chord). The three hand-made cues alone mislead when a pattern puts
+     noise on beat 1 (a ride or a rim on every beat) or chords change twice
+     a bar; the network learned which cue to trust from the context.
+
    For each meter m ∈ {3, 4} and phase p ∈ 0..m−1, each cue is scored by
    its Pearson correlation with the indicator "beat index ≡ p (mod m)"
-   (backbeat with the opposite sign) and the three are summed. A perfect
+   (backbeat with the opposite sign) and the four are summed, the network's
+   with weight 3. A perfect
    cue correlates 1 whatever m, so neither meter is favoured by
    construction, and a cue of the other meter averages out to ~0 over all
    phases. The best (m, p) gives the time signature and the downbeats; the
@@ -54,9 +65,9 @@ as right as the tempo's metrical level (chords alone, with onsets on 1 and
 3 only, can come out at half or ¾ of the tempo). Inputs for which ``estimate_tempo``
 finds no tempo (silence, shorter than 3 s) give an empty grid.
 
-Cost (CPU time, one core): 0.25 s for 3 minutes at 22.05 kHz, 1.7 s for
-20 minutes; over a third of it is the onset envelopes computed a second
-time, ``estimate_tempo`` not returning them. The first call in a process
+Cost (CPU time, one core): ~0.1 s per minute at 22.05 kHz; over a third of
+it is the onset envelopes computed a second time, ``estimate_tempo`` not
+returning them, and ~0.03 s the chord network's salience front end. The first call in a process
 loads the numba DP kernel (~0.5 s; ~1.5 s to compile when uncached):
 :func:`warmup`. Memory: both STFTs are taken in blocks of at most ~10 MB;
 what grows with length is ~50 bytes per 11.6 ms frame (envelopes, DP score
@@ -75,6 +86,7 @@ import numpy as np
 from scipy import sparse
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
+from workers.dsp import chords, mlp
 from workers.dsp.features import ANALYSIS_SR, stft_magnitude_blocks
 from workers.dsp.tempo import HIGH_BAND_WEIGHT, estimate_tempo, onset_bands
 
@@ -103,8 +115,11 @@ LOG_GAIN = 1000.0  # log(1 + γ·|X|), as the tempo module's onset front end
 # beat 1 from beat 3. On a rock drum loop without chords only the sum of
 # all three finds beat 1 (the "harmony" then being the drums' own
 # spectral change).
-CUE_WEIGHTS = {"harmony": 1.0, "low": 1.0, "backbeat": 1.0}
+CUE_WEIGHTS = {"harmony": 1.0, "low": 1.0, "backbeat": 1.0, "network": 3.0}
 METERS = (3, 4)
+N_FEATURES = 8
+DOWNBEAT_CONTEXT = 3  # beats each side the downbeat network sees
+DOWNBEAT_WEIGHTS = "downbeats"  # workers/dsp/data/downbeats.npz (bench/train_downbeats.py)
 
 
 @dataclass(frozen=True)
@@ -149,7 +164,9 @@ def track_beats(y: np.ndarray, sr: int) -> BeatGrid:
     if len(frames) < 2:
         return BeatGrid(tempo, "4/4", [], [])
     times = frames / fps
-    meter, phase = _meter_and_phase(_beat_cues(y, sr, bands, fps, frames, times))
+    features, cues = beat_features(y, sr, bands, fps, frames, times)
+    cues["network"] = downbeat_logits(features)
+    meter, phase = _meter_and_phase(cues)
     beats = [round(float(t), 3) for t in times]
     return BeatGrid(tempo, f"{meter}/4", beats, beats[phase::meter])
 
@@ -287,6 +304,53 @@ def _beat_cues(
     frame_times = np.arange(n) / hfps
     noise = np.interp(times + SNARE_DELAY_SECONDS, frame_times, snare_energy)
     return {"harmony": change, "low": low, "backbeat": noise}
+
+
+def beat_features(
+    y: np.ndarray, sr: int, bands: np.ndarray, fps: float, frames: np.ndarray, times: np.ndarray
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per-beat inputs (beats, N_FEATURES) of the downbeat network, each
+    z-scored over the track: the three onset bands at the beat and the low
+    and mid bands half a beat later (the off-beat), the snare-band noise,
+    the chroma change of :func:`_beat_cues` and the change of the chord
+    network's probabilities (:mod:`workers.dsp.chords`) from the beat before,
+    1 − Σ √(p·q) (Bhattacharyya); and the cues of :func:`_beat_cues`."""
+    cues = _beat_cues(y, sr, bands, fps, frames, times)
+    width = 2 * int(round(PEAK_SECONDS * fps)) + 1
+    peaks = maximum_filter1d(bands, width, axis=1)
+    n_env = bands.shape[1]
+    half = np.append(np.diff(frames), np.median(np.diff(frames)) if len(frames) > 1 else 1) / 2
+    off = np.clip(np.round(frames + half).astype(np.int64), 0, n_env - 1)
+    _, edges, probs = chords.chord_analysis(y, sr, list(times))
+    idx = np.clip(np.searchsorted(edges, times + 1e-6, side="right") - 1, 0, len(probs) - 1)
+    p = probs[idx]
+    change = np.zeros(len(times))
+    change[1:] = 1.0 - np.sqrt(p[1:] * p[:-1]).sum(axis=1)
+    raw = np.stack(
+        [
+            peaks[0, frames],
+            peaks[1, frames],
+            peaks[2, frames],
+            peaks[0, off],
+            peaks[1, off],
+            cues["backbeat"],
+            cues["harmony"],
+            change,
+        ],
+        axis=1,
+    )
+    raw[:, :5] = np.log1p(raw[:, :5] / np.maximum(np.median(raw[:, :5], axis=0), 1e-9))
+    return (raw - raw.mean(axis=0)) / np.maximum(raw.std(axis=0), 1e-9), cues
+
+
+def downbeat_logits(features: np.ndarray) -> np.ndarray:
+    """The downbeat network's logit per beat, from :func:`beat_features`
+    with DOWNBEAT_CONTEXT beats on each side (zeros beyond the ends)."""
+    n, d = features.shape
+    padded = np.zeros((n + 2 * DOWNBEAT_CONTEXT, d))
+    padded[DOWNBEAT_CONTEXT : DOWNBEAT_CONTEXT + n] = features
+    x = np.concatenate([padded[k : k + n] for k in range(2 * DOWNBEAT_CONTEXT + 1)], axis=1)
+    return mlp.forward(x, DOWNBEAT_WEIGHTS)[:, 0].astype(np.float64)
 
 
 def _meter_and_phase(cues: dict[str, np.ndarray]) -> tuple[int, int]:

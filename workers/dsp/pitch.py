@@ -18,85 +18,47 @@ its reference implementation, which librosa.pyin also uses:
    probabilities, their total the frame's voiced probability. Each
    candidate's lag is refined by parabolic interpolation of d(τ).
 3. **HMM**: 0.1-semitone pitch bins from ``fmin`` to ``fmax``, each voiced or
-   unvoiced (2 × 474 states for 65–1000 Hz). Pitch moves at most ±5
-   semitones per frame with a triangular preference for small moves (35.92
-   octaves/s, librosa's max_transition_rate); voicing switches with
-   probability 0.01 per frame. A voiced state's observation is its bin's
-   candidate probability, an unvoiced state's (1 − voiced probability) /
-   bins. The Viterbi path gives voicing and pitch; a voiced frame's f0 is the
-   interpolated candidate in the path's bin (the bin's centre frequency if
-   the path crosses a bin without one, which is rare).
+   unvoiced. Pitch moves at most ±5 semitones per frame with a triangular
+   preference for small moves (librosa's max_transition_rate, 35.92
+   octaves/s); voicing switches with probability 0.01 per frame. A voiced
+   state's observation is its bin's candidate probability, an unvoiced
+   state's (1 − voiced probability) / bins. The Viterbi path gives voicing
+   and pitch; a voiced frame's f0 is the interpolated candidate in the
+   path's bin.
 
-Two additions to pYIN, tuned on the melodies of tests/test_dsp_pitch.py
-(alone, and over chords, bass and drums 12 dB down):
+Additions to pYIN, for a melody in a mix (measured in
+``bench/docs/tonal.md``):
 
-* **Shorter-period preference.** Over an accompaniment most of pYIN's pitch
-  errors are an octave low: the accompaniment fills in the trough at the
-  true period τ about as much as the one at 2τ, and the deeper one takes
-  the probability. How the voiced probability is *shared among troughs*
-  is therefore taken from a penalised d, d(τ) + 3 · τ · P (P the window's
-  mean power: as if τ more samples went unexplained), which favours the
-  shorter of two periods that fit about equally well. librosa's difference
-  function carries the same bias implicitly (it sums over the whole frame
-  and so counts the energy of the τ samples that have no partner; weight
-  ~1 at its default frame). The *total* stays YIN's own, so a clean 65 Hz
-  tone keeps a voiced probability of 1, and the period is still refined on
-  YIN's own d. Raw pitch accuracy over the backing: 0.91 → 0.95 averaged
-  over 12 melodies (worst 0.83 → 0.92), clean unchanged (0.99); weights of
-  6 and more begin to put tones whose odd partials are 12 dB down an
-  octave too high (20 % of frames at 10).
+* **Shorter-period preference.** Over an accompaniment pYIN errs mostly an
+  octave low: the accompaniment fills in the trough at the true period τ
+  about as much as the one at 2τ. How the voiced probability is *shared
+  among troughs* is taken from a penalised d, d(τ) + 3 · τ · P (P the
+  window's mean power: as if τ more samples went unexplained), which
+  favours the shorter of two periods that fit about equally well; the total
+  and the period refinement stay YIN's own.
 * **Centre level.** A frame sees ±27 ms around its centre, so a note is
-  heard in the frames just before its onset and after its end, and pYIN
-  calls them voiced. The voiced probability is
+  heard just before its onset and after its end. The voiced probability is
   multiplied by min(1, L_c / (0.3 · L_f))³, L_c being the mean power in the
   half-hop either side of the frame's centre and L_f that of the whole
-  frame: a frame whose centre is ~10 dB below its surroundings (a gap at
-  the edge of a note) fades to unvoiced, a steady note is unaffected.
-  Voicing false alarm on clean melodies 0.12 → 0.01 (librosa.pyin: 0.28),
-  recall 0.990 → 0.988.
-
-**Predominant pitch** (added for melodies in a full mix, after Klapuri's
-harmonic summation and Salamon & Gómez's Melodia voicing). A Hann-windowed
-2048-sample spectrum (93 ms) is taken at each frame's centre, and every
-0.1-semitone bin f gets the salience Σ_{h≤5} 0.8^(h−1) · |X(h·f)| (the
-largest of the 3 nearest FFT bins). The YIN candidates keep their frame's
-total, but each one's share is multiplied by (salience / the frame's peak
-salience)^512, i.e. in practice the candidate of the loudest harmonic source
-takes the frame, and the lead (not a bass or chord partial) wins. pYIN's own
-voiced probability then only decides whether the frame has a candidate at
-all; the probability itself becomes a product of three logistic terms in
-the frame's peak salience S (dB): 10:1 odds per 3 dB above the track's mean
-S (every 4th frame within 60 dB of the loudest, so the track's silence does
-not count), a penalty of 10× per 10 dB once S is more than 6 dB below its
-maximum over the last 0.6 s (a release or reverb tail, where the band plays
-on), and a crest gate, S at least 3.5 dB above the mean salience over all
-bins (white noise: 1.3–2.2 dB; a held note: 5–9 dB). On the 32 songs of
-bench/accuracy.py (lead +6 dB over drums, bass and chords, fmin 100 Hz,
-fmax 1100 Hz) raw pitch accuracy 0.741 → 0.875, raw chroma 0.817 → 0.881,
-voicing recall 0.850 → 0.896, false alarm 0.469 → 0.281, overall accuracy
-0.690 → 0.837; tests/test_dsp_pitch.py unchanged (all pass). Tried and
-dropped: 10 harmonics (RPA 0.863), 3–4 or 6 (0.843–0.872), α 0.65/0.9,
-1024/4096-sample spectra, a milder power (RPA 0.75 at 1, 0.80 at 16, 0.85
-at 128), adding the salience peak as an extra candidate, a wider pitch
-transition; a voicing threshold higher by ¼ std trades RPA 0.875 → 0.857
-for false alarm 0.28 → 0.23 (overall about the same). With the salience
-voicing, the centre-level factor below only matters where it zeroes a
-frame. Cost: one extra FFT per frame, one more on every 4th frame for the
-track mean (a separate pass so that block-wise decoding stays exact), and
-415 × 5 lookups per frame: ~0.3 s per 3 minutes (0.53 → 0.82 s for a
-3-minute mix on an idle 2-core box). The price on clean melodies: RPA
-0.987–0.998 → 0.967–0.982 (voicing recall, on quiet or fading notes), false
-alarm 0.024–0.050 → 0.020–0.035; over chords and drums 12 dB down RPA 0.950
-→ 0.971 (false alarm 0.21–0.52 → 0.02–0.07), 6 dB down 0.813 → 0.890.
+  frame: a gap at the edge of a note fades to unvoiced.
+* **Predominant pitch** (Klapuri's harmonic summation; Salamon & Gómez's
+  Melodia voicing, IEEE TASLP 20(6), 2012). A Hann-windowed 2048-sample
+  spectrum (93 ms) at each frame's centre gives every 0.1-semitone bin f the
+  salience Σ_{h≤5} 0.8^(h−1) · |X(h·f)|. Each YIN candidate's share of the
+  frame is multiplied by (salience / the frame's peak salience)^512, so the
+  loudest harmonic source — the lead, not a bass or chord partial — takes
+  the frame. The voiced probability becomes a product of three logistic
+  terms in the frame's peak salience S (dB): 10:1 odds per 3 dB above the
+  track's mean S; 10× less per 10 dB once S is more than 6 dB below its
+  maximum over the last 0.6 s (a release or reverb tail while the band
+  plays on); and S at least 3.5 dB above the mean salience over all bins
+  (white noise: 1.3–2.2 dB; a held note: 5–9 dB).
 
 Frames are centred on ``t · hop`` with a 256-sample hop at 22.05 kHz
 (11.6 ms; the hop scales with ``sr``). A frame holds 3.5 periods of
 ``fmin`` — W = 2.5 periods plus the longest lag — i.e. 1200 samples (54 ms)
-at 22.05 kHz for fmin = 65 Hz, longer for a lower fmin (at least two hops).
-In a sweep of W from 1.5 to 5 periods (5 is librosa's default, 2048
-samples or 93 ms) clean accuracy stayed at 0.98–0.99 and mixed accuracy
-was 0.94 at 1.5 periods, 0.95 at 2.5, 0.96 at 3.5 and 5: longer frames
-gain little there but smear onsets and gaps more and cost more.
+at 22.05 kHz for fmin = 65 Hz: longer frames gain little in a mix but
+smear onsets and gaps.
 
 Notes: runs of voiced frames with a stable pitch. A frame within ±50 cents
 of the note's running median (over its last 0.3 s of such frames) extends
@@ -110,22 +72,12 @@ shorter than 60 ms are dropped. ``start``/``end`` are the outer edges of
 the first and last frame (±½ hop around their centres), ``hz`` the median
 f0 of the note's stable frames, ``midi`` round(69 + 12 log2(hz / 440)).
 
-Cost: 0.7–0.9 s of CPU for a 3-minute track at the defaults (200–260×
-realtime; up to 1.5 s wall on a busy 2-core box); librosa.pyin with the same
-fmin, fmax and hop takes 47–56 s of CPU, 60–72 s wall (2.5–3× realtime).
-The Viterbi pass is about half of it: the unvoiced layer (equal
-observations in every bin, so nothing to prune) is a banded max-plus
-product, 474 × 51 per frame; voiced states are only extended from the
-bins that had a candidate (see :func:`_viterbi`).
-
-Memory: the signal is processed in blocks of 4096 frames (47 s) whose
-Viterbi passes run 256 frames (3 s) further on each side; only the block's
-own frames are kept. The path is the whole-track path wherever survivor
-paths merge within 3 s (in practice within a few frames; the tests compare
-block-wise with whole-track decoding). Working memory is therefore that of
-one block, ~65 MB whatever the length (measured peak for a 20-minute
-input, beyond the input itself), plus the outputs: two Python lists of one
-number per 11.6 ms (~7 MB for 20 minutes).
+Cost: ~0.3 s of CPU per minute of audio (the Viterbi pass about half: the
+unvoiced layer is a banded max-plus product, voiced states are extended only
+from bins that had a candidate). Memory: blocks of 4096 frames (47 s) whose
+Viterbi passes run 256 frames (3 s) further on each side, only the block's
+own frames kept (the tests compare with whole-track decoding): ~65 MB of
+working memory whatever the length, plus the outputs (~7 MB for 20 minutes).
 """
 
 from __future__ import annotations

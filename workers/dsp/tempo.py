@@ -29,7 +29,10 @@ Method:
    (the 120 BPM level lands on the empty off-beats of kick and snare) from
    four-on-the-floor at 180 (the 90 BPM level is barely more periodic).
 
-Confidence = min(1, P / 0.5) · (½ + ½ M). P is the mean normalised
+Confidence = min(1, P / 0.5) · (½ + ½ M); the two runner-up levels are
+listed in ``alternatives`` with confidence min(1, P / 0.5) · ½ · s / s1 (a
+tie gives both ½ · the strength: the answer may be either; a clear beat
+leaves its alternatives well below the tempo's confidence). P is the mean normalised
 autocorrelation of the onset envelope at the multiples of the chosen period
 (or of 2 or 4 periods, whichever is higher: a rock bar repeats at 4 beats,
 not at 1): below 0.02 for noise, 0.55–0.65 for a steady, humanised drum
@@ -83,17 +86,36 @@ FULL_PERIODICITY = 0.5
 
 
 @dataclass(frozen=True)
-class Tempo:
-    """Estimated global tempo. ``tempo`` in BPM (2 decimals), 0.0 if none."""
+class TempoCandidate:
+    """Another metrical level the track supports: BPM (2 decimals) and its
+    confidence on the same scale as the chosen tempo's."""
 
     tempo: float
     confidence: float
 
+
+@dataclass(frozen=True)
+class Tempo:
+    """Estimated global tempo. ``tempo`` in BPM (2 decimals), 0.0 if none;
+    ``alternatives``: the two runner-up metrical levels (double, half,
+    ×3/2, ...) with their own confidence, best first, so an ambiguous track
+    says so (an alternative about as confident as the tempo) instead of
+    silently picking one octave."""
+
+    tempo: float
+    confidence: float
+    alternatives: tuple[TempoCandidate, ...] = ()
+
     def to_dict(self) -> dict:
-        return {"tempo": self.tempo, "confidence": self.confidence}
+        return {
+            "tempo": self.tempo,
+            "confidence": self.confidence,
+            "alternatives": [{"tempo": a.tempo, "confidence": a.confidence} for a in self.alternatives],
+        }
 
 
 NO_TEMPO = Tempo(0.0, 0.0)
+N_ALTERNATIVES = 2
 
 
 def _frame_params(sr: int) -> tuple[int, int]:
@@ -262,8 +284,17 @@ def estimate_tempo(y: np.ndarray, sr: int) -> Tempo:
     s1 = scored[0][0]
     s2 = scored[1][0] if len(scored) > 1 else 0.0
     margin = float(np.clip(1.0 - s2 / s1, 0.0, 1.0)) if s1 > 0 else 0.0
-    confidence = min(1.0, periodicity / FULL_PERIODICITY) * (0.5 + 0.5 * margin)
-    return Tempo(round(60.0 * fps / period, 2), round(confidence, 3))
+    strength = min(1.0, periodicity / FULL_PERIODICITY)
+    confidence = strength * (0.5 + 0.5 * margin)
+    # Alternatives: the runner-up levels, each with the confidence it would
+    # have had if chosen against the winner, strength · ½ · s / s1: equal
+    # scores give both the same confidence.
+    alternatives = tuple(
+        TempoCandidate(round(60.0 * fps / _refine(ac, p), 2), round(strength * 0.5 * sc / s1, 3))
+        for sc, p in scored[1 : 1 + N_ALTERNATIVES]
+        if s1 > 0
+    )
+    return Tempo(round(60.0 * fps / period, 2), round(confidence, 3), alternatives)
 
 
 def warmup() -> None:
