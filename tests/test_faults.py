@@ -25,7 +25,7 @@ from shared import operations
 
 pytestmark = pytest.mark.timeout(300)
 
-SEP = "separate/4stem"  # long enough to be caught mid-run: ~10 s for 3 minutes here
+SEP = "separate/4stem"  # long enough to be caught mid-run: several seconds for 75 s of audio
 SEP_COST = operations.OPERATIONS[SEP].cost
 
 
@@ -44,8 +44,8 @@ def stack(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def three_minutes() -> bytes:
-    return wav(180.0, seed=31)
+def long_clip() -> bytes:
+    return wav(75.0, seed=31)
 
 
 def _running(s: FaultStack, job_id: str, min_progress: float = 0.05, timeout: float = 120) -> dict:
@@ -62,7 +62,7 @@ def _final(s: FaultStack, job_id: str, timeout: float) -> dict:
     )
 
 
-def test_whole_worker_killed_mid_job_resumes_on_another_worker(stack, three_minutes):
+def test_whole_worker_killed_mid_job_resumes_on_another_worker(stack, long_clip):
     """SIGKILL of the worker's main process and its pool (a machine lost, an
     OOM kill of the container): the job runs again on a new worker and
     completes, charged once."""
@@ -71,7 +71,7 @@ def test_whole_worker_killed_mid_job_resumes_on_another_worker(stack, three_minu
     s.start_beat()
     s.start_worker("first", queues="heavy,maintenance")
     secret, key_id = s.key(credits=100)
-    aid = upload(url, secret, three_minutes)
+    aid = upload(url, secret, long_clip)
     job_id = submit(url, secret, SEP, aid).json()["job_id"]
     _running(s, job_id)
     killed_at = time.monotonic()
@@ -85,7 +85,7 @@ def test_whole_worker_killed_mid_job_resumes_on_another_worker(stack, three_minu
     print(f"\nFAULT whole-worker-kill: completed {recovered_in:.1f} s after the kill")
 
 
-def test_a_job_that_crashes_its_worker_every_time_fails_after_three_attempts(stack, three_minutes):
+def test_a_job_that_crashes_its_worker_every_time_fails_after_three_attempts(stack, long_clip):
     """Each attempt's process is SIGKILLed as soon as it starts (what an OOM
     killer does to a job too big for its worker): after 3 attempts the job
     fails with job_crashed, refunded, and is not delivered again."""
@@ -94,7 +94,7 @@ def test_a_job_that_crashes_its_worker_every_time_fails_after_three_attempts(sta
     s.start_beat()
     s.start_worker("crashy", queues="heavy,maintenance")
     secret, key_id = s.key(credits=100)
-    aid = upload(url, secret, three_minutes)
+    aid = upload(url, secret, long_clip)
     job_id = submit(url, secret, SEP, aid).json()["job_id"]
     killed: set[str] = set()
     deadline = time.monotonic() + 180
@@ -119,14 +119,14 @@ def test_a_job_that_crashes_its_worker_every_time_fails_after_three_attempts(sta
     print(f"\nFAULT crash-loop: failed after {done['attempts']} attempts, refunded")
 
 
-def test_sigterm_mid_job_leaves_nothing_running(stack, three_minutes):
+def test_sigterm_mid_job_leaves_nothing_running(stack, long_clip):
     """SIGTERM to the worker (a deploy, a scale-down): it hands its running
     job back and exits; another worker completes it, charged once."""
     s = stack()
     url = s.start_api()
     s.start_worker("leaving", queues="heavy")
     secret, key_id = s.key(credits=100)
-    aid = upload(url, secret, three_minutes)
+    aid = upload(url, secret, long_clip)
     job_id = submit(url, secret, SEP, aid).json()["job_id"]
     _running(s, job_id)
     proc = s.procs["worker-leaving"].popen
