@@ -3,6 +3,8 @@
 The upload path streams the body to S3 in parts while hashing it and
 spooling a copy to a local temporary file (the prober needs a seekable
 file, and decoding tools read files); the request is never held in memory.
+Parts go to S3 while the next ones are received (``Storage.put_stream``), so
+an upload runs at the speed of the slower of the client and the store.
 Only after the bytes are stored *and* probed as audio is metadata written,
 atomically with the dedup check (Lua), so a refused or interrupted upload
 leaves nothing behind: its object is deleted on the spot, and if the process
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 import redis
 
-from shared import audio, db, fingerprints, ids, jobs, metrics
+from shared import audio, db, fingerprints, ids, jobs, metrics, offload
 from shared.errors import ApiError
 from shared.keys import ApiKey
 from shared.settings import Settings
@@ -109,7 +111,9 @@ class Asset:
 class _TeeReader:
     """``read(n)`` over a byte source that hashes, counts, spools to a file and
     refuses to go past ``max_bytes`` (413) — the limit is enforced while
-    streaming, before the excess is ever held."""
+    streaming, before the excess is ever held. Hashing and spooling run in a
+    native thread (:mod:`shared.offload`): the request's greenlet waits for
+    them, the rest of the process does not."""
 
     def __init__(self, read: Callable[[int], bytes], spool, max_bytes: int) -> None:
         self._read = read
@@ -117,6 +121,10 @@ class _TeeReader:
         self.max_bytes = max_bytes
         self.size = 0
         self.sha = hashlib.sha256()
+
+    def _absorb(self, chunk: bytes) -> None:
+        self.sha.update(chunk)
+        self._spool.write(chunk)
 
     def read(self, n: int = -1) -> bytes:
         want = 1024 * 1024 if n is None or n < 0 else n
@@ -131,8 +139,10 @@ class _TeeReader:
         self.size += len(chunk)
         if self.size > self.max_bytes:
             raise _too_large(self.max_bytes)
-        self.sha.update(chunk)
-        self._spool.write(chunk)
+        if len(chunk) >= offload.MIN_BYTES:
+            offload.run(self._absorb, chunk)
+        else:
+            self._absorb(chunk)
         return chunk
 
 
@@ -185,8 +195,8 @@ def store_upload(
             try:
                 storage.put_stream(obj, reader, "application/octet-stream")
             except BaseException:
-                # The SDK aborts a multipart upload itself; a single-part PUT
-                # may have completed before the failure was seen.
+                # put_stream aborts a multipart upload itself; a single-part
+                # PUT may have completed before the failure was seen.
                 _discard(storage, obj)
                 raise
         if reader.size == 0:

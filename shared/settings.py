@@ -43,13 +43,29 @@ class Plan:
     # Longest audio processed (test keys: short clips only); None = no limit.
     max_duration_s: float | None = None
     test: bool = False
+    # Uploads of one key receiving at once, across API processes (counted in
+    # Redis): a client dripping bodies cannot hold every connection slot.
+    concurrent_uploads: int = 4
 
 
 def _default_plans() -> dict[str, Plan]:
     return {
-        "basic": Plan("basic", 15 * MB, 1 * DAY, True, 5.0, 20, {"analysis": 10, "heavy": 1}),
-        "pro": Plan("pro", 50 * MB, 7 * DAY, True, 20.0, 60, {"analysis": 30, "heavy": 4}),
-        "enterprise": Plan("enterprise", 500 * MB, 7 * DAY, False, 50.0, 150, {"analysis": 100, "heavy": 8}),
+        "basic": Plan(
+            "basic", 15 * MB, 1 * DAY, True, 5.0, 20, {"analysis": 10, "heavy": 1}, concurrent_uploads=2
+        ),
+        "pro": Plan(
+            "pro", 50 * MB, 7 * DAY, True, 20.0, 60, {"analysis": 30, "heavy": 4}, concurrent_uploads=4
+        ),
+        "enterprise": Plan(
+            "enterprise",
+            500 * MB,
+            7 * DAY,
+            False,
+            50.0,
+            150,
+            {"analysis": 100, "heavy": 8},
+            concurrent_uploads=16,
+        ),
     }
 
 
@@ -80,8 +96,16 @@ class Settings:
     # Objects younger than this are never reconciled away: an upload in flight
     # has its object before its metadata.
     reconcile_grace_s: int = 3600
-    # Multipart part size when streaming uploads to S3 (bounded upload memory).
+    # Multipart part size when streaming uploads to S3, and how many parts
+    # travel at once while the next is received: an upload holds about
+    # (parts in flight + 1) parts in memory.
     upload_part_bytes: int = 5 * MB
+    upload_parts_in_flight: int = 3
+    # A request body must arrive at an average of at least this many bytes
+    # per second, counted from the start of the upload, once the grace period
+    # is over; a slower one is refused (408) and its partial upload deleted.
+    upload_min_bytes_per_s: int = 16 * 1024
+    upload_grace_s: float = 15.0
     log_level: str = "INFO"
     # "text" (key=value lines) or "json" (one JSON object per line).
     log_format: str = "text"
@@ -175,6 +199,9 @@ class Settings:
                     q: _int(env, f"AUDIOQ_PLAN_{up}_IN_FLIGHT_{q.upper()}", cap)
                     for q, cap in p.in_flight.items()
                 },
+                concurrent_uploads=max(
+                    1, _int(env, f"AUDIOQ_PLAN_{up}_CONCURRENT_UPLOADS", p.concurrent_uploads)
+                ),
             )
         s = cls(
             redis_url=get("REDIS_URL", d.redis_url),
@@ -192,6 +219,11 @@ class Settings:
             reconcile_interval_s=_int(env, "AUDIOQ_RECONCILE_INTERVAL_S", d.reconcile_interval_s),
             reconcile_grace_s=_int(env, "AUDIOQ_RECONCILE_GRACE_S", d.reconcile_grace_s),
             upload_part_bytes=max(5 * MB, _int(env, "AUDIOQ_UPLOAD_PART_MB", 5) * MB),
+            upload_parts_in_flight=max(
+                1, _int(env, "AUDIOQ_UPLOAD_PARTS_IN_FLIGHT", d.upload_parts_in_flight)
+            ),
+            upload_min_bytes_per_s=max(0, _int(env, "AUDIOQ_UPLOAD_MIN_KB_S", 16)) * 1024,
+            upload_grace_s=_float(env, "AUDIOQ_UPLOAD_GRACE_S", d.upload_grace_s),
             log_level=get("LOG_LEVEL", d.log_level).upper(),
             log_format=_choice(env, "AUDIOQ_LOG_FORMAT", d.log_format, ("text", "json")),
             metrics_dir=get("METRICS_DIR", ""),

@@ -1,0 +1,35 @@
+"""CPU work off the event loop.
+
+Under gunicorn's gevent workers every request is a greenlet of one OS thread:
+hashing a 5 MB part (SHA-256 of the upload, the part's payload hash for S3
+signing) there would stall every other request of the process for
+milliseconds per part. :func:`run` hands such work to gevent's hub
+threadpool, native threads, where hashlib releases the GIL for large
+buffers, so the loop keeps serving while the hash runs on another core.
+Outside gevent (Celery workers, tests, scripts) it just calls the function.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+#: Smaller buffers are hashed in place: a hand-off to a thread costs more.
+MIN_BYTES = 256 * 1024
+
+
+def _under_gevent() -> bool:
+    monkey = sys.modules.get("gevent.monkey")  # never imported outside gevent workers
+    return monkey is not None and bool(monkey.is_module_patched("threading"))
+
+
+def run(fn: Callable[..., T], *args: object) -> T:
+    """``fn(*args)``, in a native thread when the caller is a gevent greenlet."""
+    if _under_gevent():
+        import gevent
+
+        return gevent.get_hub().threadpool.apply(fn, args)
+    return fn(*args)
