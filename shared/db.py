@@ -27,6 +27,8 @@ never share a keyspace. Celery keeps no results: job state is here only.
 | aq:jobs:pending-sends            | hash   | none                | maintenance (job id -> token)  |
 | aq:worker:{node}:draining        | string | 10 min              | worker shutdown (hand back)    |
 | aq:rate:{key_id}                 | hash   | time to refill      | ratelimit.take (tokens, at)    |
+| aq:uploads:{key_id}              | zset   | 61 s, renewed       | ratelimit upload slots (token  |
+|                                  |        |                     |   -> expiry; renewed mid-body) |
 | aq:owner:{key_id}:inflight:{q}   | zset   | none                | jobs (queued+running on q)     |
 | aq:fp:{key_id}:{asset_id}        | string | asset's remaining life | fingerprints.add (landmarks)|
 | aq:fpidx:{key_id}                | zset   | longest member's life | fingerprints.add (by expiry) |
@@ -101,6 +103,11 @@ PENDING_SENDS = f"{PREFIX}jobs:pending-sends"
 def rate_key(key_id: str) -> str:
     """The key's request token bucket (shared.ratelimit)."""
     return f"{PREFIX}rate:{key_id}"
+
+
+def uploads_key(key_id: str) -> str:
+    """The key's uploads receiving now (shared.ratelimit upload slots)."""
+    return f"{PREFIX}uploads:{key_id}"
 
 
 def draining_key(worker: str) -> str:

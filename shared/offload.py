@@ -21,14 +21,15 @@ T = TypeVar("T")
 MIN_BYTES = 256 * 1024
 
 
-def _under_gevent() -> bool:
+def under_gevent() -> bool:
+    """True in a gevent-patched process (gunicorn's gevent workers)."""
     monkey = sys.modules.get("gevent.monkey")  # never imported outside gevent workers
     return monkey is not None and bool(monkey.is_module_patched("threading"))
 
 
 def run(fn: Callable[..., T], *args: object) -> T:
     """``fn(*args)``, in a native thread when the caller is a gevent greenlet."""
-    if _under_gevent():
+    if under_gevent():
         import gevent
 
         return gevent.get_hub().threadpool.apply(fn, args)

@@ -13,6 +13,11 @@ and mapping its headers and errors onto ours took more code than these 30
 lines of Lua. The response headers follow the IETF draft
 (``RateLimit-Limit``, ``RateLimit-Remaining``, ``RateLimit-Reset``) plus
 ``Retry-After`` on a 429.
+
+The same module counts each key's uploads receiving at once (upload slots):
+a zset of tokens scored by their expiry, taken before a body is read and
+released when the request ends, renewed while the body arrives so that only
+a dead API process's slots ever expire.
 """
 
 from __future__ import annotations
@@ -76,3 +81,49 @@ def take(r: redis.Redis, key_id: str, rate_per_s: float, burst: int) -> Decision
         retry_after_s=0 if allowed else max(1, math.ceil((1 - tokens) / rate_per_s)),
         rate_per_s=rate_per_s,
     )
+
+
+# --------------------------------------------------------------------- uploads
+
+#: A slot not renewed for this long is free again: the safety net for an API
+#: process that died mid-upload. Uploads renew theirs every third of it.
+UPLOAD_SLOT_TTL_S = 60
+#: What a refused upload is told to wait: uploads end at unknown times.
+UPLOAD_RETRY_AFTER_S = 5
+
+_TAKE_UPLOAD = """
+-- KEYS: the key's upload slots (zset token -> expiry); ARGV: token, limit, ttl
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local ttl = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('EXPIRE', KEYS[1], ttl + 1)
+return 1
+"""
+
+_RENEW_UPLOAD = """
+-- KEYS: the key's upload slots; ARGV: token, ttl
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local ttl = tonumber(ARGV[2])
+if redis.call('ZADD', KEYS[1], 'XX', 'CH', now + ttl, ARGV[1]) == 1 then
+  redis.call('EXPIRE', KEYS[1], ttl + 1)
+end
+return 1
+"""
+
+
+def take_upload_slot(r: redis.Redis, key_id: str, token: str, limit: int) -> bool:
+    """Count one more upload of the key receiving now, unless it has ``limit``
+    already (across every API process); :func:`release_upload_slot` ends it."""
+    return bool(r.eval(_TAKE_UPLOAD, 1, db.uploads_key(key_id), token, limit, UPLOAD_SLOT_TTL_S))
+
+
+def renew_upload_slot(r: redis.Redis, key_id: str, token: str) -> None:
+    r.eval(_RENEW_UPLOAD, 1, db.uploads_key(key_id), token, UPLOAD_SLOT_TTL_S)
+
+
+def release_upload_slot(r: redis.Redis, key_id: str, token: str) -> None:
+    r.zrem(db.uploads_key(key_id), token)

@@ -285,6 +285,15 @@ class Storage:
         except Exception as e:
             raise _wrap(e) from e
 
+    def unfinished_uploads(self, prefix: str = "") -> list[str]:
+        """Names of multipart uploads begun and neither completed nor aborted
+        (their parts take space but are no object: reconcile cannot see them)."""
+        try:
+            res = self._client._list_multipart_uploads(self.bucket, prefix=prefix, max_uploads=1000)
+        except Exception as e:
+            raise _wrap(e) from e
+        return [u.object_name for u in res.uploads if u.object_name]
+
     def delete_asset_objects(self, asset_id: str) -> int:
         """Delete the original and every derived object of an asset; how many."""
         names = [original_name(asset_id)]

@@ -68,6 +68,7 @@ def test_oversized_chunked_upload_is_413_while_streaming(live_api, api_key, stor
     assert body["statusCode"] == 413 and "15 MB" in body["message"]
     assert sent < 100 * MB, f"the server kept reading: {sent // MB} MB sent"
     assert list(storage.list()) == []
+    assert storage.unfinished_uploads() == []  # the parts in flight were aborted too
     assert r.keys(db.PREFIX + "asset:*") == []
 
 
@@ -110,7 +111,7 @@ def test_declared_oversize_refused_before_body(live_api, api_key):
 def test_concurrent_identical_uploads_make_one_asset(live_api, api_key, storage, r):
     from concurrent.futures import ThreadPoolExecutor
 
-    key = api_key()
+    key = api_key(plan="enterprise")  # six uploads at once: within its concurrent-upload limit
     data = wav(2.0, seed=77)
 
     def post(_):

@@ -10,7 +10,7 @@ from flask import Flask, g, request
 
 from shared import logs
 from shared.settings import Settings
-from web import errors, metrics, services
+from web import errors, metrics, services, uploads
 from web.api import account, assets, docs, health, jobs, playground, tasks
 
 _SANE_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
@@ -56,6 +56,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     services.init_app(app, settings)
     errors.init_app(app)
+    uploads.init_app(app)
     metrics.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(docs.bp)

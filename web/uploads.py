@@ -1,21 +1,43 @@
 """Receiving audio bytes in a request: limits, credits, then the asset store.
 
 Shared by the assets routes and the processing routes that accept raw audio.
+
+Two guards keep slow clients from holding the API's connections (issue 11):
+
+* **Upload slots.** A key has at most its plan's ``concurrent_uploads``
+  uploads receiving at once, counted in Redis so the limit holds across API
+  processes (:mod:`shared.ratelimit`); one more is ``429 too_many_uploads``
+  before a byte of its body is read. The slot is taken by :func:`admit` and
+  released when the request ends, whatever the outcome (``teardown_request``).
+* **Body deadline.** Once ``upload_grace_s`` has passed, a body must have
+  arrived at an average of at least ``upload_min_bytes_per_s`` since the
+  upload began; a read that cannot keep that pace is cut off (a gevent
+  timeout around the blocking read, so a client dripping a byte now and then
+  is caught too) and answered ``408 request_timeout``; the partial upload is
+  aborted like any refused upload.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
+import time
 from collections.abc import Callable
 
-from flask import g, request
+import redis
+from flask import Flask, g, request
 
-from shared import assets, keys, queue
+from shared import assets, keys, offload, queue, ratelimit
 from shared.errors import ApiError
 from web import metrics, services
 
 MB = 1024 * 1024
 log = logging.getLogger(__name__)
+
+# Reads of the client's body are at most this large, so the deadline is
+# checked at least this often (and each read is large enough to be hashed
+# off the event loop).
+_READ_BYTES = offload.MIN_BYTES
 
 
 def too_large(max_bytes: int) -> ApiError:
@@ -24,8 +46,9 @@ def too_large(max_bytes: int) -> ApiError:
 
 def admit(*, overhead: int = 0) -> None:
     """Before reading a byte: refuse a declared size over the plan's limit
-    (``overhead``: framing allowed on top of the file, for multipart) and a
-    caller without credits."""
+    (``overhead``: framing allowed on top of the file, for multipart), a
+    caller without credits, and one more upload than the key may have
+    receiving at once (429); otherwise hold an upload slot for this request."""
     svc = services.get()
     plan = svc.settings.limits(g.key)
     declared = request.content_length
@@ -33,13 +56,100 @@ def admit(*, overhead: int = 0) -> None:
         raise too_large(plan.max_upload_bytes)
     if not keys.can_upload(svc.redis, svc.settings, g.key):
         raise ApiError(400, "Insufficient credits", "insufficient_credits")
+    token = secrets.token_hex(8)
+    if not ratelimit.take_upload_slot(svc.redis, g.key.id, token, plan.concurrent_uploads):
+        wait = ratelimit.UPLOAD_RETRY_AFTER_S
+        raise ApiError(
+            429,
+            f"Too many uploads at once: the {plan.name} plan allows {plan.concurrent_uploads} uploads "
+            f"of one key receiving at the same time; retry in {wait} s, after one has finished",
+            "too_many_uploads",
+            headers={"Retry-After": str(wait)},
+        )
+    g.upload_slot = token
+
+
+def release_slot(_exc: BaseException | None = None) -> None:
+    token = g.pop("upload_slot", None)
+    if token is None:
+        return
+    try:
+        ratelimit.release_upload_slot(services.get().redis, g.key.id, token)
+    except redis.RedisError as e:  # the slot's TTL frees it in a minute
+        log.warning("could not release an upload slot of %s: %s", g.key.id, e)
+
+
+def init_app(app: Flask) -> None:
+    app.teardown_request(release_slot)
+
+
+class _Receiver:
+    """``read(n)`` of an upload's source that renews the upload slot while
+    bytes arrive and, for a client's body, enforces the minimum average rate."""
+
+    def __init__(self, read: Callable[[int], bytes], *, deadline: bool) -> None:
+        svc = services.get()
+        self._read = read
+        self._redis = svc.redis
+        self._key_id = g.key.id
+        self._slot = g.get("upload_slot")
+        self._min_rate = svc.settings.upload_min_bytes_per_s if deadline else 0
+        self._grace = svc.settings.upload_grace_s
+        self._started = self._renewed = time.monotonic()
+        self._received = 0
+
+    def read(self, n: int = -1) -> bytes:
+        want = _READ_BYTES if n is None or n < 0 else min(n, _READ_BYTES)
+        now = time.monotonic()
+        if self._slot and now - self._renewed > ratelimit.UPLOAD_SLOT_TTL_S / 3:
+            ratelimit.renew_upload_slot(self._redis, self._key_id, self._slot)
+            self._renewed = now
+        if self._min_rate and offload.under_gevent():
+            chunk = self._read_by_deadline(want, now)
+        else:
+            chunk = self._read(want)
+        self._received += len(chunk)
+        return chunk
+
+    def _read_by_deadline(self, want: int, now: float) -> bytes:
+        import gevent
+
+        # The moment these bytes are late: when a client sending at exactly
+        # the minimum rate since the start would have delivered them.
+        due = self._started + max(self._grace, (self._received + want) / self._min_rate)
+        timer = gevent.Timeout(max(0.001, due - now))
+        timer.start()
+        try:
+            return self._read(want)
+        except gevent.Timeout as t:
+            if t is not timer:
+                raise
+            raise ApiError(
+                408,
+                f"The upload arrived too slowly: after {self._grace:g} s a body must average at least "
+                f"{self._min_rate // 1024} KB/s, and {self._received} bytes came in "
+                f"{time.monotonic() - self._started:.0f} s. Nothing was stored; send it again",
+                "request_timeout",
+            ) from None
+        finally:
+            timer.close()
+
+
+def body() -> Callable[[int], bytes]:
+    """The request body's ``read``, under the body deadline; call :func:`admit` first."""
+    return _Receiver(request.stream.read, deadline=True).read
+
+
+def fetched(read: Callable[[int], bytes]) -> Callable[[int], bytes]:
+    """A fetched ``url`` input's ``read`` (its own time limit applies, not the body deadline)."""
+    return _Receiver(read, deadline=False).read
 
 
 def store(read: Callable[[int], bytes], *, name: str = "", query: bool = False) -> tuple[assets.Asset, bool]:
-    """Stream the body into an asset of the caller (deduplicated); call
-    :func:`admit` first. A new asset joins the caller's identify catalogue
-    (fingerprinted in the background), unless it is itself an identify
-    ``query`` clip."""
+    """Stream ``read`` (:func:`body` or :func:`fetched`) into an asset of the
+    caller (deduplicated); call :func:`admit` first. A new asset joins the
+    caller's identify catalogue (fingerprinted in the background), unless it
+    is itself an identify ``query`` clip."""
     svc = services.get()
     asset, created = assets.store_upload(svc.redis, svc.storage, svc.settings, g.key, read, name=name)
     metrics.UPLOAD_BYTES.inc(asset.size_bytes)

@@ -31,7 +31,7 @@ def upload_v1():
             415, "Send the audio file's bytes with Content-Type audio/* or application/octet-stream"
         )
     uploads.admit()
-    asset, created = uploads.store(request.stream.read, name=request.args.get("name", ""))
+    asset, created = uploads.store(uploads.body(), name=request.args.get("name", ""))
     body = {k: v for k, v in asset.to_v1().items() if k in ("asset_id", "sha256", "size_bytes", "expires_at")}
     body.update(content_type=asset.content_type, format=asset.format, duration_s=round(asset.duration_s, 3))
     return jsonify(body), 201 if created else 200
@@ -69,7 +69,7 @@ def upload_tasks():
     if not boundary:
         raise ApiError(400, "Malformed multipart/form-data body: the Content-Type has no boundary")
     uploads.admit(overhead=MULTIPART_OVERHEAD)
-    filename, _part_type, chunks = file_field(request.stream.read, boundary)
+    filename, _part_type, chunks = file_field(uploads.body(), boundary)
     asset, created = uploads.store(assets.IterReader(chunks).read, name=filename)
     return jsonify(_tasks_view(asset, link=True)), 201 if created else 200
 

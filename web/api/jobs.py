@@ -80,7 +80,7 @@ def _input(op: operations.Operation) -> tuple[assets.Asset, dict, str]:
         options = op.parse_options(query)
         callback_url = callback_target(callback)
         uploads.admit()
-        asset, _ = uploads.store(request.stream.read, query=op.query_input)
+        asset, _ = uploads.store(uploads.body(), query=op.query_input)
         return asset, options, callback_url
     if not has_body and query_asset:
         options = op.parse_options(query)
