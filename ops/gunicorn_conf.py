@@ -1,6 +1,6 @@
 """gunicorn settings: ``gunicorn -c python:ops.gunicorn_conf 'web:create_app()'``.
 
-gevent workers: a request that waits for a job (``Prefer: wait``, the
+gevent workers (``ops/gunicorn_worker.py``): a request that waits for a job (``Prefer: wait``, the
 synchronous default of fast operations) parks a greenlet, not an OS worker,
 so a handful of processes can hold hundreds of waiting requests.
 """
@@ -10,8 +10,17 @@ from __future__ import annotations
 import socket
 import time
 
-worker_class = "gevent"
-worker_connections = 200
+# gevent's worker, answering gunicorn's own errors (414, 431, a malformed
+# request) in the API's JSON error shape instead of HTML.
+worker_class = "ops.gunicorn_worker.JsonErrorWorker"
+# Connections one worker process holds at once (each a greenlet: tens of KB
+# while idle or trickling). Uploads cannot fill them: a key has at most its
+# plan's concurrent_uploads bodies receiving (429 beyond, answered at once),
+# and a body slower than AUDIOQ_UPLOAD_MIN_KB_S after the grace period is cut
+# off (408). What bounds a worker's memory is the uploads receiving at full
+# speed, about (AUDIOQ_UPLOAD_PARTS_IN_FLIGHT + 1) parts each (20 MB at the
+# defaults), not this number. docs/operations.md sizes it.
+worker_connections = 1000
 timeout = 120
 graceful_timeout = 30
 

@@ -44,7 +44,9 @@ def _stored(storage: Storage, name: str) -> bytes:
 def test_put_stream_stores_every_size_byte_for_byte(storage, size):
     data = os.urandom(size)
     storage.put_stream("originals/afa_pipeline", Source(data), "application/octet-stream")
-    assert hashlib.sha256(_stored(storage, "originals/afa_pipeline")).digest() == hashlib.sha256(data).digest()
+    assert (
+        hashlib.sha256(_stored(storage, "originals/afa_pipeline")).digest() == hashlib.sha256(data).digest()
+    )
     assert storage.unfinished_uploads() == []
 
 
@@ -84,11 +86,18 @@ def test_multipart_sized_upload_through_gunicorn_is_stored_whole(live_api, api_k
     other = wav(100.0, seed=6)  # 17 MB
     boundary = "pipelineboundary"
     form = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="b.wav"\r\n'
-        "Content-Type: audio/wav\r\n\r\n"
-    ).encode() + other + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="b.wav"\r\n'
+            "Content-Type: audio/wav\r\n\r\n"
+        ).encode()
+        + other
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     status, body = _post(
-        live_api, "/assets", form, {**key.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+        live_api,
+        "/assets",
+        form,
+        {**key.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
     )
     assert status == 201, body
     assert _stored(storage, f"originals/{body['id']}") == other
