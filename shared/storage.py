@@ -12,6 +12,7 @@ object's owner asset can be read off its name (used by the reconcile task).
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import io
 import logging
@@ -111,7 +112,7 @@ class Storage:
         )
         # Presigning is local computation (no request is made once the region
         # is known), so links can be signed for the host clients will use.
-        self._signer = self._client
+        self._signer: Minio = self._client
         if settings.s3_public_url:
             u = urlsplit(settings.s3_public_url)
             self._signer = Minio(
@@ -285,7 +286,7 @@ class Storage:
         except Exception as e:
             raise _wrap(e) from e
 
-    def unfinished_uploads(self, prefix: str = "") -> list[str]:
+    def unfinished_uploads(self, prefix: str = "") -> builtins.list[str]:
         """Names of multipart uploads begun and neither completed nor aborted
         (their parts take space but are no object: reconcile cannot see them)."""
         try:

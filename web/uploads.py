@@ -100,6 +100,10 @@ class _Receiver:
 
     def read(self, n: int = -1) -> bytes:
         want = _READ_BYTES if n is None or n < 0 else min(n, _READ_BYTES)
+        if self._min_rate:
+            # A read is cut off when its bytes are late, at the earliest after
+            # the grace period: no larger than what the grace period brings.
+            want = min(want, max(4096, int(self._min_rate * self._grace)))
         now = time.monotonic()
         if self._slot and now - self._renewed > ratelimit.UPLOAD_SLOT_TTL_S / 3:
             ratelimit.renew_upload_slot(self._redis, self._key_id, self._slot)
