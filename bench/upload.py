@@ -1,20 +1,29 @@
-"""Upload throughput and worker memory: the API against a direct S3 PUT.
+"""Upload throughput, worker memory and liveness: the API against a direct S3 PUT.
 
 Starts its own stack (redis-server, SeaweedFS S3, the API under gunicorn with
-one gevent worker, as ``tests/conftest.py`` does), then for each file size:
+one gevent worker, as ``tests/conftest.py`` does) and measures, for 10, 45
+and 400 MB WAV files (an enterprise key: 500 MB limit):
 
-* uploads fresh WAV files through ``POST /v1/assets/upload`` (http.client,
-  body streamed from the open file with a Content-Length), and
-* PUTs the same bytes straight to the same S3 server with ``minio.Minio``
-  (same part size as the API, one part at a time),
+* **API MB/s**: ``POST /v1/assets/upload`` with http.client, the body
+  streamed from the open file with a Content-Length;
+* **direct MB/s**: ``Minio.put_object`` of the same file (known length, the
+  SDK's defaults: parts of the API's part size, 3 in parallel) to the same
+  S3 server — what the object store takes from a client on this machine;
+* **ratio** API / direct (medians);
+* **RSS growth** of the gunicorn worker during the upload (peak minus the
+  value just before, sampled every 5 ms; the largest over the runs);
+* **/healthz p99** (and max) of requests sent every 10 ms, on a separate
+  connection, while the upload runs (all runs of a size pooled).
 
-and reports the median throughput of each and their ratio. It also samples the
-RSS of the gunicorn *worker* every 5 ms during a 45 MB upload (after a small
-warm-up upload) and reports its growth; the target is under 30 MB.
+Runs are interleaved: each round uploads every size through the API and
+directly, alternating which goes first. All of it twice: against the S3
+server itself, and through a delaying TCP proxy inside this script (loopback
+only) that holds every chunk, each way, for ``--latency-ms`` (default 5) —
+an object store on another host, for the API and the direct client alike.
 
 Run from the repository root::
 
-    .venv/bin/python bench/upload.py [--json] [--reps N]
+    .venv/bin/python bench/upload.py [--reps N] [--sizes 10 45 400] [--latency-ms 5] [--json]
 
 MB here is 2**20 bytes (as in the plan limits and AUDIOQ_UPLOAD_PART_MB).
 """
@@ -28,11 +37,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 import argparse  # noqa: E402
+import collections  # noqa: E402
 import http.client  # noqa: E402
-import itertools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
+import socket  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -52,18 +62,18 @@ MB = 1024 * 1024
 ACCESS_KEY, SECRET_KEY = "audioq-bench", "audioq-bench-secret-123"
 API_BUCKET = "audioq-bench"
 DIRECT_BUCKET = "audioq-bench-direct"
-SIZES_MB = (10, 45)
-RSS_SIZE_MB = 45
-RSS_TARGET_MB = 30
+SIZES_MB = (10, 45, 400)
+RSS_TARGET_MB = 40
+HEALTHZ_TARGET_MS = 50
+RATIO_TARGET = 0.8
 SAMPLE_INTERVAL_S = 0.005
+HEALTHZ_INTERVAL_S = 0.01
 SEND_BLOCK = 1 * MB  # http.client reads the file body in blocks of this size
 
 SAMPLE_RATE = 44100
 CHANNELS = 2
 BYTES_PER_FRAME = CHANNELS * 2  # PCM_16
 WAV_HEADER = 44
-
-_seq = itertools.count()
 
 
 def log(msg: str) -> None:
@@ -73,14 +83,10 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------- files
 
 
-def make_wav(dir_: Path, size_mb: float) -> Path:
-    """A valid PCM_16 stereo 44.1 kHz WAV of about ``size_mb``, never the same
-    bytes twice (seeded by the clock and a counter), so dedup cannot kick in."""
-    n = next(_seq)
-    seed = time.time_ns() ^ (os.getpid() << 20) ^ n
+def make_wav(path: Path, size_mb: float, seed: int) -> Path:
+    """A valid PCM_16 stereo 44.1 kHz WAV of about ``size_mb``."""
     rng = np.random.default_rng(seed)
     frames = max(1, (int(size_mb * MB) - WAV_HEADER) // BYTES_PER_FRAME)
-    path = dir_ / f"bench-{size_mb:g}mb-{n}.wav"
     t = np.arange(SAMPLE_RATE, dtype=np.float64) / SAMPLE_RATE
     with soundfile.SoundFile(
         path, "w", samplerate=SAMPLE_RATE, channels=CHANNELS, subtype="PCM_16", format="WAV"
@@ -96,251 +102,359 @@ def make_wav(dir_: Path, size_mb: float) -> Path:
     return path
 
 
-# ----------------------------------------------------------------------- rss
+def freshen(path: Path) -> None:
+    """Overwrite a few samples with random bytes: new bytes for dedup, same file."""
+    with open(path, "r+b") as f:
+        f.seek(WAV_HEADER + 4096)
+        f.write(os.urandom(32))
+
+
+# ----------------------------------------------------------------- sampling
 
 
 class RssSampler:
-    """Sample a process's RSS every ``interval`` seconds in a background thread."""
+    """Peak RSS of a process, sampled every ``interval`` seconds in a thread."""
 
     def __init__(self, proc: psutil.Process, interval: float = SAMPLE_INTERVAL_S) -> None:
         self.proc = proc
         self.interval = interval
-        self.baseline = 0
-        self.peak = 0
-        self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            rss = self.proc.memory_info().rss
-            self.peak = max(self.peak, rss)
-            self.samples += 1
+            self.peak = max(self.peak, self.proc.memory_info().rss)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:
-        self.baseline = self.proc.memory_info().rss
-        self.peak = self.baseline
+        self.baseline = self.peak = self.proc.memory_info().rss
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        # One more interval so a peak right at the response is not missed.
-        time.sleep(self.interval * 2)
+        time.sleep(self.interval * 2)  # a peak right at the response is not missed
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self.proc.memory_info().rss)
-        self.after = self.proc.memory_info().rss
 
-    def result(self) -> dict:
-        return {
-            "baseline_mb": round(self.baseline / MB, 1),
-            "peak_mb": round(self.peak / MB, 1),
-            "growth_mb": round((self.peak - self.baseline) / MB, 1),
-            "after_mb": round(self.after / MB, 1),
-            "samples": self.samples,
-        }
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak - self.baseline) / MB
 
 
-def gunicorn_worker(master_pid: int, timeout: float = 30) -> psutil.Process:
-    master = psutil.Process(master_pid)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        kids = master.children()
-        if len(kids) == 1:
-            return kids[0]
-        time.sleep(0.1)
-    raise RuntimeError(f"expected one gunicorn worker under pid {master_pid}, found {master.children()}")
+class HealthProbe:
+    """``GET /healthz`` every ``interval`` seconds on its own keep-alive
+    connection, in a thread; latencies in ms."""
+
+    def __init__(self, port: int, interval: float = HEALTHZ_INTERVAL_S) -> None:
+        self.port = port
+        self.interval = interval
+        self.latencies_ms: list[float] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                conn.request("GET", "/healthz")
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status == 200:
+                    self.latencies_ms.append((time.perf_counter() - t0) * 1000)
+                else:
+                    self.failures += 1
+            except OSError:
+                self.failures += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            self._stop.wait(self.interval)
+        conn.close()
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def p99(values: list[float]) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+
+
+# -------------------------------------------------------------------- proxy
+
+
+class DelayProxy:
+    """A TCP proxy on loopback that forwards every chunk, each way, ``delay_s``
+    after it arrived (latency without a bandwidth cap: the proxy buffers)."""
+
+    def __init__(self, target_port: int, delay_s: float) -> None:
+        self.target_port = target_port
+        self.delay_s = delay_s
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            for a, b in ((client, upstream), (upstream, client)):
+                self._pipe(a, b)
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        q: collections.deque[tuple[float, bytes]] = collections.deque()
+        ready = threading.Condition()
+
+        def receive() -> None:
+            while True:
+                try:
+                    data = src.recv(1024 * 1024)
+                except OSError:
+                    data = b""
+                with ready:
+                    q.append((time.monotonic() + self.delay_s, data))
+                    ready.notify()
+                if not data:
+                    return
+
+        def send() -> None:
+            while True:
+                with ready:
+                    while not q:
+                        ready.wait()
+                    due, data = q.popleft()
+                wait = due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                try:
+                    if not data:
+                        dst.shutdown(socket.SHUT_WR)
+                        return
+                    dst.sendall(data)
+                except OSError:
+                    return
+
+        threading.Thread(target=receive, daemon=True).start()
+        threading.Thread(target=send, daemon=True).start()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
 
 
 # -------------------------------------------------------------------- upload
 
 
-def api_upload(port: int, secret: str, path: Path, worker: psutil.Process | None = None) -> dict:
-    """POST the file to /v1/assets/upload, streaming it; returns timing (and RSS)."""
+def api_upload(port: int, secret: str, path: Path, worker: psutil.Process) -> dict:
+    """POST the file to /v1/assets/upload, streaming it, while sampling the
+    worker's RSS and probing /healthz."""
     size = path.stat().st_size
     headers = {"Content-Type": "audio/wav", "Content-Length": str(size), "x-api-key": secret}
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300, blocksize=SEND_BLOCK)
-    sampler = RssSampler(worker) if worker is not None else None
-    try:
-        with open(path, "rb") as f:
-            conn.connect()  # connection set-up outside the timed part
-            if sampler:
-                sampler.__enter__()
-            try:
-                t0 = time.perf_counter()
-                conn.request("POST", "/v1/assets/upload", body=f, headers=headers)
-                resp = conn.getresponse()
-                raw = resp.read()
-                dt = time.perf_counter() - t0
-            finally:
-                if sampler:
-                    sampler.__exit__(None, None, None)
-    finally:
-        conn.close()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600, blocksize=SEND_BLOCK)
+    with open(path, "rb") as f:
+        conn.connect()  # connection set-up outside the timed part
+        with RssSampler(worker) as rss, HealthProbe(port) as health:
+            t0 = time.perf_counter()
+            conn.request("POST", "/v1/assets/upload", body=f, headers=headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+            dt = time.perf_counter() - t0
+    conn.close()
     if resp.status != 201:
         raise RuntimeError(f"upload of {path.name} returned {resp.status}: {raw[:500]!r}")
     body = json.loads(raw)
     if body.get("size_bytes") != size:
         raise RuntimeError(f"API stored {body.get('size_bytes')} bytes, sent {size}")
-    out = {"bytes": size, "seconds": dt, "mb_s": size / MB / dt, "asset_id": body["asset_id"]}
-    if sampler:
-        out["rss"] = sampler.result()
-    return out
+    return {
+        "mb_s": size / MB / dt,
+        "seconds": dt,
+        "rss_growth_mb": rss.growth_mb,
+        "healthz_ms": health.latencies_ms,
+        "healthz_failures": health.failures,
+        "asset_id": body["asset_id"],
+    }
 
 
 def direct_upload(client: Minio, path: Path, part_size: int) -> dict:
     size = path.stat().st_size
+    name = f"direct/{path.name}"
     with open(path, "rb") as f:
         t0 = time.perf_counter()
-        client.put_object(
-            DIRECT_BUCKET,
-            f"direct/{path.name}",
-            f,
-            length=size,
-            part_size=part_size,
-            content_type="application/octet-stream",
-            num_parallel_uploads=1,
-        )
+        client.put_object(DIRECT_BUCKET, name, f, length=size, part_size=part_size)
         dt = time.perf_counter() - t0
-    return {"bytes": size, "seconds": dt, "mb_s": size / MB / dt}
+    client.remove_object(DIRECT_BUCKET, name)
+    return {"mb_s": size / MB / dt, "seconds": dt}
 
 
 # --------------------------------------------------------------------- stack
 
 
-def run(reps: int, tmp: Path) -> dict:
+def start_api(tmp: Path, stack: dict[str, str], port: int, name: str):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIOQ_")}
+    env.update(stack)
+    log_path = tmp / f"{name}.log"
+    proc = services.spawn(
+        services.gunicorn_cmd(f"127.0.0.1:{port}", workers=1), log_path, env=env, cwd=REPO_ROOT
+    )
+    services.wait_http(f"http://127.0.0.1:{port}/healthz", proc, log_path)
+    master = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 30
+    while len(master.children()) != 1:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"expected one gunicorn worker, found {master.children()}")
+        time.sleep(0.1)
+    return proc, master.children()[0], log_path
+
+
+def measure(label: str, s3_port: int, redis_port: int, tmp: Path, files: dict[int, Path], reps: int) -> dict:
+    """Interleaved rounds of API and direct uploads of every size, with the
+    API and the direct client both pointed at ``s3_port``."""
+    api_port = services.free_port()
+    stack = services.stack_env(
+        redis_port=redis_port,
+        s3_port=s3_port,
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        public_url=f"http://127.0.0.1:{api_port}",
+        bucket=API_BUCKET,
+    )
+    stack["AUDIOQ_LOG_LEVEL"] = "WARNING"
+    settings = Settings.from_env(stack)
+    storage = Storage(settings)
+    storage.ensure_bucket()
+    direct = Minio(f"127.0.0.1:{s3_port}", access_key=ACCESS_KEY, secret_key=SECRET_KEY, secure=False)
+    if not direct.bucket_exists(DIRECT_BUCKET):
+        direct.make_bucket(DIRECT_BUCKET)
+    r = db.connect(settings)
+    secret, _ = keys.create(r, settings, plan="enterprise", credits=0, name="bench")
+    r.close()
+
+    proc, worker, log_path = start_api(tmp, stack, api_port, f"api-{label}")
+    try:
+        for path in files.values():  # warm-up: imports, pools, first S3 calls
+            freshen(path)
+            storage.delete(f"originals/{api_upload(api_port, secret, path, worker)['asset_id']}")
+            direct_upload(direct, path, settings.upload_part_bytes)
+            break
+        runs: dict[int, dict[str, list]] = {
+            size: {"api": [], "direct": [], "rss": [], "healthz": [], "failures": []} for size in files
+        }
+        for rep in range(reps):
+            for size, path in files.items():
+                freshen(path)
+                order = ("api", "direct") if rep % 2 == 0 else ("direct", "api")
+                for which in order:
+                    if which == "api":
+                        a = api_upload(api_port, secret, path, worker)
+                        storage.delete(f"originals/{a['asset_id']}")
+                        runs[size]["api"].append(a["mb_s"])
+                        runs[size]["rss"].append(a["rss_growth_mb"])
+                        runs[size]["healthz"].extend(a["healthz_ms"])
+                        runs[size]["failures"].append(a["healthz_failures"])
+                    else:
+                        d = direct_upload(direct, path, settings.upload_part_bytes)
+                        runs[size]["direct"].append(d["mb_s"])
+                last = {k: v[-1] for k, v in runs[size].items() if k in ("api", "direct", "rss")}
+                log(
+                    f"  [{label}] {size} MB round {rep + 1}: API {last['api']:.1f} MB/s "
+                    f"(worker RSS +{last['rss']:.1f} MB), direct {last['direct']:.1f} MB/s"
+                )
+    except BaseException:
+        log(f"--- gunicorn log (tail) ---\n{log_path.read_text()[-3000:]}")
+        raise
+    finally:
+        services.stop_process(proc)
+    rows = []
+    for size, d in runs.items():
+        api_med, direct_med = statistics.median(d["api"]), statistics.median(d["direct"])
+        rows.append(
+            {
+                "store": label,
+                "size_mb": size,
+                "api_mb_s": round(api_med, 1),
+                "direct_mb_s": round(direct_med, 1),
+                "ratio": round(api_med / direct_med, 2),
+                "rss_growth_mb": round(max(d["rss"]), 1),
+                "healthz_p99_ms": round(p99(d["healthz"]), 1),
+                "healthz_max_ms": round(max(d["healthz"], default=float("nan")), 1),
+                "healthz_samples": len(d["healthz"]),
+                "healthz_failures": sum(d["failures"]),
+                "api_runs_mb_s": [round(x, 1) for x in d["api"]],
+                "direct_runs_mb_s": [round(x, 1) for x in d["direct"]],
+                "rss_runs_mb": [round(x, 1) for x in d["rss"]],
+            }
+        )
+    return {"rows": rows, "part_size_mb": settings.upload_part_bytes // MB,
+            "parts_in_flight": settings.upload_parts_in_flight}  # fmt: skip
+
+
+def run(reps: int, sizes: list[int], latency_ms: float, tmp: Path) -> dict:
     procs: list = []
-    gunicorn = None
-    gunicorn_log = tmp / "gunicorn.log"
     try:
         log("starting redis-server and SeaweedFS S3 ...")
         redis_proc = services.start_redis(tmp / "redis")
         procs.append(redis_proc)
         s3_proc = services.start_s3(tmp / "s3", ACCESS_KEY, SECRET_KEY)
         procs.append(s3_proc)
-
-        api_port = services.free_port()
-        stack = services.stack_env(
-            redis_port=redis_proc.ports["redis"],
-            s3_port=s3_proc.ports["s3"],
-            access_key=ACCESS_KEY,
-            secret_key=SECRET_KEY,
-            public_url=f"http://127.0.0.1:{api_port}",
-            bucket=API_BUCKET,
-        )
-        stack["AUDIOQ_LOG_LEVEL"] = "WARNING"
-        settings = Settings.from_env(stack)
-        Storage(settings).ensure_bucket()
-        direct = Minio(settings.s3_endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY, secure=False)
-        if not direct.bucket_exists(DIRECT_BUCKET):
-            direct.make_bucket(DIRECT_BUCKET)
-
-        r = db.connect(settings)
-        secret, rec = keys.create(r, settings, plan="enterprise", credits=0, name="bench")
-        r.close()
-        plan = settings.plan("enterprise")
-        log(f"key {rec.id} (enterprise, {plan.max_upload_bytes // MB} MB limit)")
-
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIOQ_")}
-        env.update(stack)
-        log("starting the API under gunicorn (1 gevent worker) ...")
-        gunicorn = services.spawn(
-            services.gunicorn_cmd(f"127.0.0.1:{api_port}", workers=1), gunicorn_log, env=env, cwd=REPO_ROOT
-        )
-        services.wait_http(f"http://127.0.0.1:{api_port}/healthz", gunicorn, gunicorn_log)
-        worker = gunicorn_worker(gunicorn.pid)
-
-        files = tmp / "files"
-        files.mkdir()
-
-        def fresh(size_mb: float) -> Path:
-            return make_wav(files, size_mb)
-
-        # Warm-up: imports, first-request set-up, connection pools, first S3 calls.
-        for _ in range(2):
-            p = fresh(1)
-            api_upload(api_port, secret, p)
-            direct_upload(direct, p, settings.upload_part_bytes)
-            p.unlink()
-
-        log(f"RSS of the worker (pid {worker.pid}) during a {RSS_SIZE_MB} MB upload ...")
-        p = fresh(RSS_SIZE_MB)
-        time.sleep(0.5)  # let the worker settle
-        rss_run = api_upload(api_port, secret, p, worker)
-        p.unlink()
-        rss = {"size_mb": RSS_SIZE_MB, "worker_pid": worker.pid, **rss_run["rss"]}
-        log(f"  {rss}")
-
-        sizes = []
-        for size_mb in SIZES_MB:
-            api_runs, direct_runs, rss_runs = [], [], []
-            for i in range(reps):
-                p = fresh(size_mb)
-                a = api_upload(api_port, secret, p, worker)
-                d = direct_upload(direct, p, settings.upload_part_bytes)
-                p.unlink()
-                api_runs.append(a["mb_s"])
-                direct_runs.append(d["mb_s"])
-                rss_runs.append(a["rss"]["growth_mb"])
-                log(
-                    f"  {size_mb} MB #{i + 1}: API {a['mb_s']:.1f} MB/s ({a['seconds']:.2f} s, "
-                    f"worker RSS +{a['rss']['growth_mb']} MB), "
-                    f"direct {d['mb_s']:.1f} MB/s ({d['seconds']:.2f} s)"
-                )
-            api_med, direct_med = statistics.median(api_runs), statistics.median(direct_runs)
-            sizes.append(
-                {
-                    "size_mb": size_mb,
-                    "bytes": a["bytes"],
-                    "api_mb_s": round(api_med, 1),
-                    "direct_mb_s": round(direct_med, 1),
-                    "ratio": round(api_med / direct_med, 2),
-                    "api_runs_mb_s": [round(x, 1) for x in api_runs],
-                    "direct_runs_mb_s": [round(x, 1) for x in direct_runs],
-                    "api_rss_growth_runs_mb": rss_runs,
-                }
-            )
-        rss["final_worker_rss_mb"] = round(worker.memory_info().rss / MB, 1)
+        files_dir = tmp / "files"
+        files_dir.mkdir()
+        log(f"writing WAV files of {sizes} MB ...")
+        files = {size: make_wav(files_dir / f"bench-{size}mb.wav", size, seed=size) for size in sizes}
+        load_before = os.getloadavg()
+        local = measure("local", s3_proc.ports["s3"], redis_proc.ports["redis"], tmp, files, reps)
+        proxy = DelayProxy(s3_proc.ports["s3"], latency_ms / 1000)
+        try:
+            delayed = measure(f"+{latency_ms:g} ms", proxy.port, redis_proc.ports["redis"], tmp, files, reps)
+        finally:
+            proxy.close()
         return {
             "reps": reps,
-            "part_size_mb": settings.upload_part_bytes // MB,
-            "sizes": sizes,
-            "rss": rss,
-            "rss_target_mb": RSS_TARGET_MB,
-            "rss_ok": rss["growth_mb"] < RSS_TARGET_MB,
+            "latency_ms": latency_ms,
+            "part_size_mb": local["part_size_mb"],
+            "parts_in_flight": local["parts_in_flight"],
+            "load_before": [round(x, 2) for x in load_before],
+            "load_after": [round(x, 2) for x in os.getloadavg()],
+            "rows": local["rows"] + delayed["rows"],
         }
-    except BaseException:
-        if gunicorn_log.exists():
-            log("--- gunicorn log (tail) ---\n" + gunicorn_log.read_text()[-3000:])
-        raise
     finally:
-        if gunicorn is not None:
-            services.stop_process(gunicorn)
         for proc in reversed(procs):
             proc.stop()
 
 
 def table(res: dict) -> str:
     lines = [
-        "| size | API MB/s | direct minio MB/s | ratio (API/direct) |",
-        "|---|---|---|---|",
+        "| store | size | API MB/s | direct MB/s | ratio | worker RSS growth (max) "
+        "| /healthz p99 (max) during upload |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for s in res["sizes"]:
+    for s in res["rows"]:
         lines.append(
-            f"| {s['size_mb']} MB | {s['api_mb_s']:.1f} | {s['direct_mb_s']:.1f} | {s['ratio']:.2f} |"
+            f"| {s['store']} | {s['size_mb']} MB | {s['api_mb_s']:.1f} | {s['direct_mb_s']:.1f} | "
+            f"{s['ratio']:.2f} | {s['rss_growth_mb']:.1f} MB | {s['healthz_p99_ms']:.1f} ms "
+            f"({s['healthz_max_ms']:.1f} ms, {s['healthz_samples']} probes"
+            + (f", {s['healthz_failures']} failed" if s["healthz_failures"] else "")
+            + ") |"
         )
-    rss = res["rss"]
-    verdict = "OK" if res["rss_ok"] else "OVER TARGET"
     lines.append("")
     lines.append(
-        f"Worker RSS during a {rss['size_mb']} MB upload: baseline {rss['baseline_mb']:.1f} MB, "
-        f"peak {rss['peak_mb']:.1f} MB, growth {rss['growth_mb']:.1f} MB "
-        f"(target < {res['rss_target_mb']} MB: {verdict})"
-    )
-    lines.append(
-        f"(medians of {res['reps']} runs; MB = 2^20 bytes; part size {res['part_size_mb']} MB, "
-        "one part at a time on both paths)"
+        f"Medians of {res['reps']} interleaved rounds; MB = 2^20 bytes; part size {res['part_size_mb']} MB, "
+        f"{res['parts_in_flight']} parts in flight (API), the SDK's 3 parallel parts (direct). "
+        f"Targets: ratio >= {RATIO_TARGET} at 45 MB and above, RSS growth < {RSS_TARGET_MB} MB, "
+        f"/healthz p99 < {HEALTHZ_TARGET_MS} ms. Load average (1/5/15 min) before "
+        f"{'/'.join(map(str, res['load_before']))}, after {'/'.join(map(str, res['load_after']))}."
     )
     return "\n".join(lines)
 
@@ -348,11 +462,13 @@ def table(res: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
-    ap.add_argument("--reps", type=int, default=3, help="repetitions per size (default 3)")
+    ap.add_argument("--reps", type=int, default=3, help="interleaved rounds (default 3)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES_MB), help="file sizes in MB")
+    ap.add_argument("--latency-ms", type=float, default=5.0, help="added S3 latency, each way (default 5)")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="audioq-bench-"))
     try:
-        res = run(args.reps, tmp)
+        res = run(args.reps, args.sizes, args.latency_ms, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(res, indent=2) if args.json else table(res))
