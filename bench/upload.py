@@ -319,7 +319,15 @@ def start_api(tmp: Path, stack: dict[str, str], port: int, name: str):
     return proc, master.children()[0], log_path
 
 
-def measure(label: str, s3_port: int, redis_port: int, tmp: Path, files: dict[int, Path], reps: int) -> dict:
+def measure(
+    label: str,
+    s3_port: int,
+    redis_port: int,
+    tmp: Path,
+    files: dict[int, Path],
+    reps: int,
+    extra: dict[str, str],
+) -> dict:
     """Interleaved rounds of API and direct uploads of every size, with the
     API and the direct client both pointed at ``s3_port``."""
     api_port = services.free_port()
@@ -332,6 +340,7 @@ def measure(label: str, s3_port: int, redis_port: int, tmp: Path, files: dict[in
         bucket=API_BUCKET,
     )
     stack["AUDIOQ_LOG_LEVEL"] = "WARNING"
+    stack.update(extra)
     settings = Settings.from_env(stack)
     storage = Storage(settings)
     storage.ensure_bucket()
@@ -401,7 +410,99 @@ def measure(label: str, s3_port: int, redis_port: int, tmp: Path, files: dict[in
             "parts_in_flight": settings.upload_parts_in_flight}  # fmt: skip
 
 
-def run(reps: int, sizes: list[int], latency_ms: float, tmp: Path) -> dict:
+# ---------------------------------------------------------------- slow flood
+
+
+def _slow_upload(port: int, secret: str) -> tuple[int, str, float]:
+    """An upload that promises 10 MB, sends one byte and stalls; (status, code,
+    seconds until answered)."""
+    t0 = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+        sock.sendall(
+            f"POST /v1/assets/upload HTTP/1.1\r\nHost: bench\r\nx-api-key: {secret}\r\n"
+            f"Content-Type: audio/wav\r\nContent-Length: {10 * MB}\r\n\r\nR".encode()
+        )
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(
+                next(
+                    (
+                        ln.split(b":")[1]
+                        for ln in head.split(b"\r\n")
+                        if ln.lower().startswith(b"content-length")
+                    ),
+                    0,
+                )
+            )
+            while len(body) < length:
+                body += sock.recv(65536)
+            status, code = int(head.split()[1]), json.loads(body).get("code", "")
+        except (OSError, ValueError, IndexError):
+            status, code = 0, "connection failed"
+    return status, code, time.perf_counter() - t0
+
+
+def slow_flood(n: int, redis_port: int, s3_port: int, tmp: Path) -> dict:
+    """``n`` uploads from one pro key that send a byte and stall, at once,
+    with production's settings; meanwhile /healthz is probed and another key
+    uploads a small file five times."""
+    api_port = services.free_port()
+    stack = services.stack_env(
+        redis_port=redis_port, s3_port=s3_port, access_key=ACCESS_KEY, secret_key=SECRET_KEY,
+        public_url=f"http://127.0.0.1:{api_port}", bucket=API_BUCKET,
+    )  # fmt: skip
+    stack["AUDIOQ_LOG_LEVEL"] = "WARNING"
+    settings = Settings.from_env(stack)
+    r = db.connect(settings)
+    slow_secret, _ = keys.create(r, settings, plan="pro", credits=10, name="slow")
+    other_secret, _ = keys.create(r, settings, plan="pro", credits=10, name="other")
+    r.close()
+    small = make_wav(tmp / "small.wav", 1, seed=7)
+    proc, worker, log_path = start_api(tmp, stack, api_port, "api-slow")
+    try:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with HealthProbe(api_port) as health, ThreadPoolExecutor(200) as pool:
+            t0 = time.perf_counter()
+            flood = [pool.submit(_slow_upload, api_port, slow_secret) for _ in range(n)]
+            time.sleep(1.0)
+            other = []
+            for _ in range(5):
+                freshen(small)
+                t = time.perf_counter()
+                try:
+                    api_upload(api_port, other_secret, small, worker)
+                    other.append((201, time.perf_counter() - t))
+                except RuntimeError as e:  # the status is in the message
+                    other.append((str(e)[:60], time.perf_counter() - t))
+            results = [f.result() for f in flood]
+            elapsed = time.perf_counter() - t0
+    finally:
+        services.stop_process(proc)
+    codes = collections.Counter(f"{st} {code}" for st, code, _ in results)
+    held = [sec for st, _, sec in results if st == 408]
+    return {
+        "n": n,
+        "answers": dict(codes.most_common()),
+        "refused_within_s_p99": round(p99([sec for st, _, sec in results if st == 429]), 2),
+        "held_answered_after_s": [round(x, 1) for x in held],
+        "healthz_p99_ms": round(p99(health.latencies_ms), 1),
+        "healthz_max_ms": round(max(health.latencies_ms, default=float("nan")), 1),
+        "healthz_probes": len(health.latencies_ms),
+        "healthz_failures": health.failures,
+        "other_key_uploads": [st for st, _ in other],
+        "other_key_upload_s_median": round(statistics.median(t for _, t in other), 3),
+        "seconds": round(elapsed, 1),
+    }
+
+
+def run(reps: int, sizes: list[int], latency_ms: float, tmp: Path, extra: dict[str, str], slow: int) -> dict:
     procs: list = []
     try:
         log("starting redis-server and SeaweedFS S3 ...")
@@ -414,13 +515,16 @@ def run(reps: int, sizes: list[int], latency_ms: float, tmp: Path) -> dict:
         log(f"writing WAV files of {sizes} MB ...")
         files = {size: make_wav(files_dir / f"bench-{size}mb.wav", size, seed=size) for size in sizes}
         load_before = os.getloadavg()
-        local = measure("local", s3_proc.ports["s3"], redis_proc.ports["redis"], tmp, files, reps)
-        proxy = DelayProxy(s3_proc.ports["s3"], latency_ms / 1000)
+        rp, sp = redis_proc.ports["redis"], s3_proc.ports["s3"]
+        local = measure("local", sp, rp, tmp, files, reps, extra)
+        proxy = DelayProxy(sp, latency_ms / 1000)
         try:
-            delayed = measure(f"+{latency_ms:g} ms", proxy.port, redis_proc.ports["redis"], tmp, files, reps)
+            delayed = measure(f"+{latency_ms:g} ms", proxy.port, rp, tmp, files, reps, extra)
         finally:
             proxy.close()
+        flood = slow_flood(slow, rp, sp, tmp) if slow else None
         return {
+            "slow_flood": flood,
             "reps": reps,
             "latency_ms": latency_ms,
             "part_size_mb": local["part_size_mb"],
@@ -456,6 +560,18 @@ def table(res: dict) -> str:
         f"/healthz p99 < {HEALTHZ_TARGET_MS} ms. Load average (1/5/15 min) before "
         f"{'/'.join(map(str, res['load_before']))}, after {'/'.join(map(str, res['load_after']))}."
     )
+    flood = res.get("slow_flood")
+    if flood:
+        lines.append("")
+        lines.append(
+            f"{flood['n']} uploads from one pro key, each sending one byte then stalling, at once "
+            f"(production settings): answers {flood['answers']}; refusals answered within "
+            f"{flood['refused_within_s_p99']} s (p99); the held ones answered after "
+            f"{flood['held_answered_after_s']} s. Meanwhile /healthz p99 {flood['healthz_p99_ms']} ms "
+            f"(max {flood['healthz_max_ms']} ms, {flood['healthz_probes']} probes, "
+            f"{flood['healthz_failures']} failed); another key's 1 MB uploads: "
+            f"{flood['other_key_uploads']}, median {flood['other_key_upload_s_median']} s."
+        )
     return "\n".join(lines)
 
 
@@ -465,10 +581,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=3, help="interleaved rounds (default 3)")
     ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES_MB), help="file sizes in MB")
     ap.add_argument("--latency-ms", type=float, default=5.0, help="added S3 latency, each way (default 5)")
+    ap.add_argument("--parts-in-flight", type=int, help="AUDIOQ_UPLOAD_PARTS_IN_FLIGHT for the API")
+    ap.add_argument(
+        "--slow", type=int, default=0, metavar="N", help="then N stalled uploads from one key at once"
+    )
     args = ap.parse_args(argv)
+    extra = {"AUDIOQ_UPLOAD_PARTS_IN_FLIGHT": str(args.parts_in_flight)} if args.parts_in_flight else {}
     tmp = Path(tempfile.mkdtemp(prefix="audioq-bench-"))
     try:
-        res = run(args.reps, args.sizes, args.latency_ms, tmp)
+        res = run(args.reps, args.sizes, args.latency_ms, tmp, extra, args.slow)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(res, indent=2) if args.json else table(res))

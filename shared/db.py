@@ -143,16 +143,30 @@ def idempotency_key(key_id: str, key: str) -> str:
     return f"{PREFIX}idem:{key_id}:{key}"
 
 
+#: Connections one client may open. A gevent API worker serves up to
+#: ``worker_connections`` (ops/gunicorn_conf.py) requests at once, each of
+#: which may hold one (a request waiting for its job holds a pub/sub
+#: connection): the pool allows as many, and a request finding it exhausted
+#: waits for a free connection rather than failing at once.
+MAX_CONNECTIONS = 1000
+POOL_WAIT_S = 10
+
+
 def connect(settings: Settings, timeout_s: float | None = None) -> redis.Redis:
     """A client of the application Redis; ``timeout_s`` shortens the socket
     timeouts (for callers that must not block, e.g. a worker's event loop)."""
-    return redis.Redis.from_url(
+    pool = redis.BlockingConnectionPool.from_url(
         settings.redis_url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_S,
         decode_responses=True,
         socket_connect_timeout=timeout_s or 5,
         socket_timeout=timeout_s or 30,
         health_check_interval=30,
     )
+    client = redis.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # close() releases the pool, as from_url's clients do
+    return client
 
 
 def now() -> float:
