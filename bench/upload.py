@@ -302,13 +302,11 @@ def direct_upload(client: Minio, path: Path, part_size: int) -> dict:
 # --------------------------------------------------------------------- stack
 
 
-def start_api(tmp: Path, stack: dict[str, str], port: int, name: str):
+def start_api(tmp: Path, stack: dict[str, str], port: int, name: str, root: Path = REPO_ROOT):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIOQ_")}
     env.update(stack)
     log_path = tmp / f"{name}.log"
-    proc = services.spawn(
-        services.gunicorn_cmd(f"127.0.0.1:{port}", workers=1), log_path, env=env, cwd=REPO_ROOT
-    )
+    proc = services.spawn(services.gunicorn_cmd(f"127.0.0.1:{port}", workers=1), log_path, env=env, cwd=root)
     services.wait_http(f"http://127.0.0.1:{port}/healthz", proc, log_path)
     master = psutil.Process(proc.pid)
     deadline = time.monotonic() + 30
@@ -327,9 +325,11 @@ def measure(
     files: dict[int, Path],
     reps: int,
     extra: dict[str, str],
+    before: Path | None = None,
 ) -> dict:
     """Interleaved rounds of API and direct uploads of every size, with the
-    API and the direct client both pointed at ``s3_port``."""
+    API and the direct client both pointed at ``s3_port``; with ``before``, a
+    second API run from that checkout takes part in every round too."""
     api_port = services.free_port()
     stack = services.stack_env(
         redis_port=redis_port,
@@ -351,41 +351,56 @@ def measure(
     secret, _ = keys.create(r, settings, plan="enterprise", credits=0, name="bench")
     r.close()
 
-    proc, worker, log_path = start_api(tmp, stack, api_port, f"api-{label}")
+    apis = {"api": (api_port, *start_api(tmp, stack, api_port, f"api-{label}"))}
+    if before is not None:
+        port = services.free_port()
+        apis["before"] = (port, *start_api(tmp, {**stack, "AUDIOQ_PUBLIC_URL": f"http://127.0.0.1:{port}"},
+                                           port, f"before-{label}", before))  # fmt: skip
     try:
         for path in files.values():  # warm-up: imports, pools, first S3 calls
             freshen(path)
-            storage.delete(f"originals/{api_upload(api_port, secret, path, worker)['asset_id']}")
+            for port, _, worker, _ in apis.values():
+                storage.delete(f"originals/{api_upload(port, secret, path, worker)['asset_id']}")
             direct_upload(direct, path, settings.upload_part_bytes)
             break
         runs: dict[int, dict[str, list]] = {
-            size: {"api": [], "direct": [], "rss": [], "healthz": [], "failures": []} for size in files
+            size: {"api": [], "before": [], "direct": [], "rss": [], "healthz": [], "failures": []}
+            for size in files
         }
         for rep in range(reps):
             for size, path in files.items():
-                freshen(path)
-                order = ("api", "direct") if rep % 2 == 0 else ("direct", "api")
+                order = [*apis, "direct"]
+                if rep % 2:
+                    order.reverse()
                 for which in order:
+                    freshen(path)
+                    if which == "direct":
+                        d = direct_upload(direct, path, settings.upload_part_bytes)
+                        runs[size]["direct"].append(d["mb_s"])
+                        continue
+                    port, _, worker, _ = apis[which]
+                    a = api_upload(port, secret, path, worker)
+                    storage.delete(f"originals/{a['asset_id']}")
+                    runs[size][which].append(a["mb_s"])
                     if which == "api":
-                        a = api_upload(api_port, secret, path, worker)
-                        storage.delete(f"originals/{a['asset_id']}")
-                        runs[size]["api"].append(a["mb_s"])
                         runs[size]["rss"].append(a["rss_growth_mb"])
                         runs[size]["healthz"].extend(a["healthz_ms"])
                         runs[size]["failures"].append(a["healthz_failures"])
-                    else:
-                        d = direct_upload(direct, path, settings.upload_part_bytes)
-                        runs[size]["direct"].append(d["mb_s"])
-                last = {k: v[-1] for k, v in runs[size].items() if k in ("api", "direct", "rss")}
+                last = {
+                    k: v[-1] for k, v in runs[size].items() if k in ("api", "before", "direct", "rss") and v
+                }
                 log(
                     f"  [{label}] {size} MB round {rep + 1}: API {last['api']:.1f} MB/s "
                     f"(worker RSS +{last['rss']:.1f} MB), direct {last['direct']:.1f} MB/s"
+                    + (f", before {last['before']:.1f} MB/s" if "before" in last else "")
                 )
     except BaseException:
-        log(f"--- gunicorn log (tail) ---\n{log_path.read_text()[-3000:]}")
+        for _, _, _, log_path in apis.values():
+            log(f"--- {log_path.name} (tail) ---\n{log_path.read_text()[-3000:]}")
         raise
     finally:
-        services.stop_process(proc)
+        for _, proc, _, _ in apis.values():
+            services.stop_process(proc)
     rows = []
     for size, d in runs.items():
         api_med, direct_med = statistics.median(d["api"]), statistics.median(d["direct"])
@@ -401,7 +416,9 @@ def measure(
                 "healthz_max_ms": round(max(d["healthz"], default=float("nan")), 1),
                 "healthz_samples": len(d["healthz"]),
                 "healthz_failures": sum(d["failures"]),
+                "before_mb_s": round(statistics.median(d["before"]), 1) if d["before"] else None,
                 "api_runs_mb_s": [round(x, 1) for x in d["api"]],
+                "before_runs_mb_s": [round(x, 1) for x in d["before"]],
                 "direct_runs_mb_s": [round(x, 1) for x in d["direct"]],
                 "rss_runs_mb": [round(x, 1) for x in d["rss"]],
             }
@@ -502,7 +519,15 @@ def slow_flood(n: int, redis_port: int, s3_port: int, tmp: Path) -> dict:
     }
 
 
-def run(reps: int, sizes: list[int], latency_ms: float, tmp: Path, extra: dict[str, str], slow: int) -> dict:
+def run(
+    reps: int,
+    sizes: list[int],
+    latency_ms: float,
+    tmp: Path,
+    extra: dict[str, str],
+    slow: int,
+    before: Path | None = None,
+) -> dict:
     procs: list = []
     try:
         log("starting redis-server and SeaweedFS S3 ...")
@@ -516,14 +541,15 @@ def run(reps: int, sizes: list[int], latency_ms: float, tmp: Path, extra: dict[s
         files = {size: make_wav(files_dir / f"bench-{size}mb.wav", size, seed=size) for size in sizes}
         load_before = os.getloadavg()
         rp, sp = redis_proc.ports["redis"], s3_proc.ports["s3"]
-        local = measure("local", sp, rp, tmp, files, reps, extra)
+        local = measure("local", sp, rp, tmp, files, reps, extra, before)
         proxy = DelayProxy(sp, latency_ms / 1000)
         try:
-            delayed = measure(f"+{latency_ms:g} ms", proxy.port, rp, tmp, files, reps, extra)
+            delayed = measure(f"+{latency_ms:g} ms", proxy.port, rp, tmp, files, reps, extra, before)
         finally:
             proxy.close()
         flood = slow_flood(slow, rp, sp, tmp) if slow else None
         return {
+            "before": str(before) if before else None,
             "slow_flood": flood,
             "reps": reps,
             "latency_ms": latency_ms,
@@ -539,15 +565,18 @@ def run(reps: int, sizes: list[int], latency_ms: float, tmp: Path, extra: dict[s
 
 
 def table(res: dict) -> str:
+    before = res.get("before")
     lines = [
-        "| store | size | API MB/s | direct MB/s | ratio | worker RSS growth (max) "
-        "| /healthz p99 (max) during upload |",
-        "|---|---|---|---|---|---|---|",
+        "| store | size | API MB/s | direct MB/s | ratio | "
+        + ("API before MB/s (ratio) | " if before else "")
+        + "worker RSS growth (max) | /healthz p99 (max) during upload |",
+        "|---|---|---|---|---|---|---|" + ("---|" if before else ""),
     ]
     for s in res["rows"]:
+        was = f"{s['before_mb_s']:.1f} ({s['before_mb_s'] / s['direct_mb_s']:.2f}) | " if before else ""
         lines.append(
             f"| {s['store']} | {s['size_mb']} MB | {s['api_mb_s']:.1f} | {s['direct_mb_s']:.1f} | "
-            f"{s['ratio']:.2f} | {s['rss_growth_mb']:.1f} MB | {s['healthz_p99_ms']:.1f} ms "
+            f"{s['ratio']:.2f} | {was}{s['rss_growth_mb']:.1f} MB | {s['healthz_p99_ms']:.1f} ms "
             f"({s['healthz_max_ms']:.1f} ms, {s['healthz_samples']} probes"
             + (f", {s['healthz_failures']} failed" if s["healthz_failures"] else "")
             + ") |"
@@ -589,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = {"AUDIOQ_UPLOAD_PARTS_IN_FLIGHT": str(args.parts_in_flight)} if args.parts_in_flight else {}
     tmp = Path(tempfile.mkdtemp(prefix="audioq-bench-"))
     try:
-        res = run(args.reps, args.sizes, args.latency_ms, tmp, extra, args.slow)
+        res = run(args.reps, args.sizes, args.latency_ms, tmp, extra, args.slow, args.before)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(res, indent=2) if args.json else table(res))

@@ -215,7 +215,8 @@ def store_upload(
             _discard(storage, obj)
             raise
     finally:
-        os.unlink(spool_path)
+        # Freeing a large file's pages takes the kernel tens of milliseconds.
+        offload.run(os.unlink, spool_path)
 
     t = db.now() if now is None else now
     candidate = Asset(

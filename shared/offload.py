@@ -3,9 +3,10 @@
 Under gunicorn's gevent workers every request is a greenlet of one OS thread:
 hashing a 5 MB part (SHA-256 of the upload, the part's payload hash for S3
 signing) there would stall every other request of the process for
-milliseconds per part. :func:`run` hands such work to gevent's hub
-threadpool, native threads, where hashlib releases the GIL for large
-buffers, so the loop keeps serving while the hash runs on another core.
+milliseconds per part, and so would blocking file work (writing the spool,
+deleting a 400 MB file). :func:`run` hands such work to gevent's hub
+threadpool, native threads, where hashlib and file I/O release the GIL, so
+the loop keeps serving while the work runs on another core.
 Outside gevent (Celery workers, tests, scripts) it just calls the function.
 """
 

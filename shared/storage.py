@@ -28,7 +28,7 @@ import urllib3
 from minio import Minio
 from minio.datatypes import Part
 from minio.deleteobjects import DeleteObject
-from minio.error import S3Error
+from minio.error import MinioException, S3Error
 from minio.helpers import md5sum_hash, sha256_hash
 
 from shared import offload
@@ -36,6 +36,9 @@ from shared.errors import ObjectNotFound, StorageError
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# What the SDK raises when S3 refuses, fails (5xx after retries) or cannot be reached.
+_FAILURES = (MinioException, urllib3.exceptions.HTTPError)
 
 _NOT_FOUND = {"NoSuchKey", "NoSuchObject", "ResourceNotFound"}
 
@@ -166,7 +169,7 @@ class Storage:
             upload_id = self._client._create_multipart_upload(
                 self.bucket, name, {"Content-Type": content_type}
             )
-        except (S3Error, urllib3.exceptions.HTTPError) as e:
+        except _FAILURES as e:
             raise _wrap(e) from e
         try:
             self._send_parts(name, upload_id, first, stream)
@@ -186,7 +189,7 @@ class Storage:
         def send(number: int, body: bytearray) -> Part:
             try:
                 etag = self._client._upload_part(self.bucket, name, body, None, upload_id, number)  # type: ignore[arg-type]
-            except (S3Error, urllib3.exceptions.HTTPError) as e:
+            except _FAILURES as e:
                 raise _wrap(e) from e
             return Part(number, etag)
 
@@ -211,7 +214,7 @@ class Storage:
                 raise
         try:
             self._client._complete_multipart_upload(self.bucket, name, upload_id, parts)
-        except (S3Error, urllib3.exceptions.HTTPError) as e:
+        except _FAILURES as e:
             raise _wrap(e) from e
 
     def open(self, name: str) -> Iterator[bytes]:
