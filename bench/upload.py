@@ -358,8 +358,8 @@ def measure(
                                            port, f"before-{label}", before))  # fmt: skip
     try:
         for path in files.values():  # warm-up: imports, pools, first S3 calls
-            freshen(path)
             for port, _, worker, _ in apis.values():
+                freshen(path)
                 storage.delete(f"originals/{api_upload(port, secret, path, worker)['asset_id']}")
             direct_upload(direct, path, settings.upload_part_bytes)
             break
@@ -613,6 +613,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parts-in-flight", type=int, help="AUDIOQ_UPLOAD_PARTS_IN_FLIGHT for the API")
     ap.add_argument(
         "--slow", type=int, default=0, metavar="N", help="then N stalled uploads from one key at once"
+    )
+    ap.add_argument(
+        "--before",
+        type=Path,
+        metavar="DIR",
+        help="also run the API from this checkout (e.g. main) in every round",
     )
     args = ap.parse_args(argv)
     extra = {"AUDIOQ_UPLOAD_PARTS_IN_FLIGHT": str(args.parts_in_flight)} if args.parts_in_flight else {}
