@@ -21,9 +21,18 @@ server itself, and through a delaying TCP proxy inside this script (loopback
 only) that holds every chunk, each way, for ``--latency-ms`` (default 5) —
 an object store on another host, for the API and the direct client alike.
 
+Options: ``--before DIR`` runs a second API from another checkout (e.g. the
+code before a change, ``git archive main | tar -x -C DIR``) in every round,
+so both are measured under the same load; ``--parts-in-flight N`` sets
+``AUDIOQ_UPLOAD_PARTS_IN_FLIGHT`` for the API; ``--slow N`` then sends N
+uploads from one pro key that each send a byte and stall, all at once, with
+production's settings, and reports how they were answered, ``/healthz``
+meanwhile, and another key's uploads.
+
 Run from the repository root::
 
-    .venv/bin/python bench/upload.py [--reps N] [--sizes 10 45 400] [--latency-ms 5] [--json]
+    .venv/bin/python bench/upload.py [--reps N] [--sizes 10 45 400] [--latency-ms 5]
+        [--before DIR] [--parts-in-flight N] [--slow N] [--json]
 
 MB here is 2**20 bytes (as in the plan limits and AUDIOQ_UPLOAD_PART_MB).
 """
