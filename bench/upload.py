@@ -49,6 +49,7 @@ import argparse  # noqa: E402
 import collections  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
+import multiprocessing  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
@@ -203,65 +204,67 @@ def p99(values: list[float]) -> float:
 
 class DelayProxy:
     """A TCP proxy on loopback that forwards every chunk, each way, ``delay_s``
-    after it arrived (latency without a bandwidth cap: the proxy buffers)."""
+    after it arrived (latency without a bandwidth cap: the proxy buffers).
+    It runs in a process of its own, so that its threads do not compete for
+    this process's GIL with the clients being measured."""
 
     def __init__(self, target_port: int, delay_s: float) -> None:
-        self.target_port = target_port
-        self.delay_s = delay_s
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            for a, b in ((client, upstream), (upstream, client)):
-                self._pipe(a, b)
-
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
-        q: collections.deque[tuple[float, bytes]] = collections.deque()
-        ready = threading.Condition()
-
-        def receive() -> None:
-            while True:
-                try:
-                    data = src.recv(1024 * 1024)
-                except OSError:
-                    data = b""
-                with ready:
-                    q.append((time.monotonic() + self.delay_s, data))
-                    ready.notify()
-                if not data:
-                    return
-
-        def send() -> None:
-            while True:
-                with ready:
-                    while not q:
-                        ready.wait()
-                    due, data = q.popleft()
-                wait = due - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-                try:
-                    if not data:
-                        dst.shutdown(socket.SHUT_WR)
-                        return
-                    dst.sendall(data)
-                except OSError:
-                    return
-
-        threading.Thread(target=receive, daemon=True).start()
-        threading.Thread(target=send, daemon=True).start()
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.port = listener.getsockname()[1]
+        self._proc = multiprocessing.get_context("fork").Process(
+            target=_proxy_serve, args=(listener, target_port, delay_s), daemon=True
+        )
+        self._proc.start()
+        listener.close()
 
     def close(self) -> None:
-        self._closed = True
-        self._listener.close()
+        self._proc.terminate()
+        self._proc.join(10)
+
+
+def _proxy_serve(listener: socket.socket, target_port: int, delay_s: float) -> None:
+    while True:
+        client, _ = listener.accept()
+        upstream = socket.create_connection(("127.0.0.1", target_port))
+        for a, b in ((client, upstream), (upstream, client)):
+            _proxy_pipe(a, b, delay_s)
+
+
+def _proxy_pipe(src: socket.socket, dst: socket.socket, delay_s: float) -> None:
+    q: collections.deque[tuple[float, bytes]] = collections.deque()
+    ready = threading.Condition()
+
+    def receive() -> None:
+        while True:
+            try:
+                data = src.recv(1024 * 1024)
+            except OSError:
+                data = b""
+            with ready:
+                q.append((time.monotonic() + delay_s, data))
+                ready.notify()
+            if not data:
+                return
+
+    def send() -> None:
+        while True:
+            with ready:
+                while not q:
+                    ready.wait()
+                due, data = q.popleft()
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                if not data:
+                    dst.shutdown(socket.SHUT_WR)
+                    return
+                dst.sendall(data)
+            except OSError:
+                return
+
+    threading.Thread(target=receive, daemon=True).start()
+    threading.Thread(target=send, daemon=True).start()
 
 
 # -------------------------------------------------------------------- upload
