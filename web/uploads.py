@@ -102,8 +102,8 @@ class _Receiver:
         if self._min_rate:
             # gunicorn returns a read only once all of it arrived, and the
             # deadline is checked per read: reads grow with what the client
-            # has sent, so one dripping bytes is caught at the end of the grace
-            # period, while one sending fast reads 1 MB at a time.
+            # has sent, so a client dripping bytes is caught at the end of the
+            # grace period, while one sending fast is read 1 MB at a time.
             want = min(want, max(offload.MIN_BYTES, self._received))
         now = time.monotonic()
         if self._slot and now - self._renewed > ratelimit.UPLOAD_SLOT_TTL_S / 3:
