@@ -9,7 +9,7 @@ audioq assets reconcile         # delete orphan objects once, now
 audioq jobs list [--status S] [--op OP] [--key KEY_ID] | show ID | cancel ID
 audioq queues                   # depth, oldest wait, workers online per queue
 audioq health worker            # readiness of this host's workers (models present)
-audioq models fetch             # the pretrained models (AUDIOQ_MODEL_DIR)
+audioq models fetch             # the pretrained models (AUDIOQ_MODEL_DIR), compiled DSP kernels
 audioq stack up | down          # the whole stack locally (development)
 """
 
@@ -245,6 +245,14 @@ def models_fetch(a: argparse.Namespace) -> int:
 
     for path in models.fetch_all(Path(a.dir or model_dir_from_env())):
         print(f"ready: {path}")
+    # numba keeps compiled DSP kernels on disk beside their modules: compiled
+    # here once, a worker's pool processes load them at start instead of
+    # each compiling for ~10 s (and a fresh worker's first jobs waiting).
+    print("compiling the DSP kernels (numba cache)", flush=True)
+    from workers.dsp import warmup
+
+    warmup.warm_up()
+    print("ready: DSP kernels")
     return 0
 
 
