@@ -76,9 +76,10 @@ def _download(aq: Client, args: argparse.Namespace, job: Job, out: Path) -> list
     out.mkdir(parents=True, exist_ok=True)
     saved = []
     for name, link in output_links(job.result):
-        head_total = None
-        with _bytes_bar(args, f"download {name}", head_total) as bar:
-            saved.append(str(aq.download(link, out / name, progress=bar.update)))
+        with _bytes_bar(args, f"download {name}", None) as bar:
+            saved.append(
+                str(aq.download(link, out / name, progress=bar.update, on_size=lambda n: bar.reset(n)))
+            )
     return saved
 
 

@@ -60,18 +60,26 @@ def _error(resp: httpx.Response) -> AudioqError:
     return AudioqError(resp.status_code, message, body.get("code", ""), body)
 
 
-def output_links(result: dict[str, Any] | None, prefix: str = "") -> list[tuple[str, str]]:
+def output_links(result: dict[str, Any] | None) -> list[tuple[str, str]]:
     """Every downloadable link in a job's result, as (file name, URL): the
-    name is the field's path (``vocals``, ``output``, ``midi``) plus the
-    extension of the linked object."""
-    out: list[tuple[str, str]] = []
-    for k, v in (result or {}).items():
-        name = f"{prefix}-{k}" if prefix else str(k)
-        if isinstance(v, dict):
-            out += output_links(v, name)
-        elif isinstance(v, str) and v.startswith(("http://", "https://")):
-            out.append((name + Path(urlsplit(v).path).suffix, v))
-    return out
+    name is the field's (``vocals``, ``output``, ``midi``; its whole path,
+    ``stems-vocals``, where two fields share a name) plus the extension of the
+    linked object."""
+    found: list[tuple[list[str], str]] = []
+
+    def walk(d: dict[str, Any], path: list[str]) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v, [*path, str(k)])
+            elif isinstance(v, str) and v.startswith(("http://", "https://")):
+                found.append(([*path, str(k)], v))
+
+    walk(result or {}, [])
+    leaves = [p[-1] for p, _ in found]
+    return [
+        ((p[-1] if leaves.count(p[-1]) == 1 else "-".join(p)) + Path(urlsplit(url).path).suffix, url)
+        for p, url in found
+    ]
 
 
 class Client:
@@ -301,15 +309,26 @@ class Client:
 
     # ------------------------------------------------------------------ outputs
 
-    def download(self, url: str, dest: str | Path, *, progress: Progress | None = None) -> Path:
+    def download(
+        self,
+        url: str,
+        dest: str | Path,
+        *,
+        progress: Progress | None = None,
+        on_size: Callable[[int | None], object] | None = None,
+    ) -> Path:
         """Save a result link (a presigned S3 URL) to ``dest``. The API key is
-        not sent: the link carries its own signature."""
+        not sent: the link carries its own signature. ``on_size`` learns the
+        size (bytes, None if unknown) before ``progress`` counts them."""
         dest = Path(dest)
         part = dest.with_name(dest.name + ".part")
         with httpx.stream("GET", url, timeout=self._http.timeout, follow_redirects=True) as resp:
             if resp.is_error:
                 resp.read()
                 raise AudioqError(resp.status_code, f"Downloading {dest.name} failed: {resp.text[:200]}")
+            if on_size is not None:
+                size = resp.headers.get("Content-Length", "")
+                on_size(int(size) if size.isdigit() else None)
             with part.open("wb") as f:
                 for block in resp.iter_bytes(CHUNK):
                     f.write(block)
