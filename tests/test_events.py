@@ -6,13 +6,15 @@ reconnection (Last-Event-ID) on a job no worker takes."""
 from __future__ import annotations
 
 import io
+import json
+from dataclasses import dataclass
 
 import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-import sse
 import synth
+from audioq_client import sse
 
 from shared import assets as assets_mod
 from shared import jobs, operations
@@ -28,12 +30,25 @@ def mix_wav() -> bytes:
     return buf.getvalue()
 
 
-def events(http: httpx.Client, path: str, headers: dict[str, str]) -> list[sse.Event]:
+@dataclass
+class Event:
+    event: str  # "" for a comment line
+    data: dict
+    id: str
+    comment: str
+
+
+def parsed(lines) -> list[Event]:
+    """The stream's events with their JSON data decoded (the client's parser)."""
+    return [Event(e.event, json.loads(e.data) if e.data else {}, e.id, e.comment) for e in sse.parse(lines)]
+
+
+def events(http: httpx.Client, path: str, headers: dict[str, str]) -> list[Event]:
     with http.stream("GET", path, headers=headers, timeout=120) as resp:
         assert resp.status_code == 200, resp.read()
         assert resp.headers["content-type"].startswith("text/event-stream")
         assert resp.headers["cache-control"] == "no-cache"
-        return list(sse.parse(resp.iter_lines()))
+        return parsed(resp.iter_lines())
 
 
 def test_events_follow_a_job_to_its_end_through_gevent_workers(live_api, worker, api_key, mix_wav):
@@ -102,10 +117,10 @@ def test_an_idle_stream_keeps_alive_then_ends_for_a_reconnect(bounded_client, ap
         job_ttl_s=600,
     ).job
 
-    def read(headers: dict[str, str]) -> list[sse.Event]:
+    def read(headers: dict[str, str]) -> list[Event]:
         resp = bounded_client.get(f"/v1/jobs/{job.id}/events", headers={**key.headers, **headers})
         assert resp.status_code == 200 and resp.mimetype == "text/event-stream"
-        return list(sse.parse(resp.get_data(as_text=True).split("\n")))
+        return parsed(resp.get_data(as_text=True).split("\n"))
 
     first = read({})
     assert [e.event for e in first if e.event] == ["progress"]
