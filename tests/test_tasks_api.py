@@ -8,7 +8,6 @@ import json
 import time
 import urllib.request
 
-import localhttp
 import numpy as np
 import pytest
 import soundfile as sf
@@ -27,14 +26,6 @@ def mix_wav() -> bytes:
     buf = io.BytesIO()
     sf.write(buf, np.stack([y, y], axis=1), SR, format="WAV", subtype="PCM_16")
     return buf.getvalue()
-
-
-@pytest.fixture
-def http_server():
-    server = localhttp.Server()
-    httpd = localhttp.start(server)
-    yield server
-    httpd.shutdown()
 
 
 def create(client, key, body: dict, **headers):

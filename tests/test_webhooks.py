@@ -16,7 +16,6 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import localhttp
 import numpy as np
 import pytest
 import soundfile as sf
@@ -274,14 +273,6 @@ def test_rotation_keeps_the_old_secret_for_the_grace_period(api_key, r):
 
 
 # --------------------------------------------------------------------------- through the API and a worker
-
-
-@pytest.fixture
-def http_server():
-    server = localhttp.Server()
-    httpd = localhttp.start(server)
-    yield server
-    httpd.shutdown()
 
 
 @pytest.fixture(scope="module")
