@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -828,7 +828,6 @@ def watch(
     max_s: float,
     heartbeat_s: float,
     poll_s: float = 0.5,
-    sleep: Callable[[float], object] = time.sleep,
 ) -> Iterator[Job | None]:
     """Follow a job: yields it now, then each time its status or progress
     changes, until it has finished (its final state is the last yield) or
@@ -836,8 +835,9 @@ def watch(
     without a change (for keep-alives). Stops if the record disappears.
 
     It polls two fields every ``poll_s`` seconds — a cheap read — rather than
-    holding a pub/sub connection per watcher; ``sleep`` is ``time.sleep``,
-    which gevent makes cooperative, so a watcher parks a greenlet."""
+    holding a pub/sub connection per watcher. ``time.sleep`` is looked up at
+    each call, so gevent's patched (cooperative) one is used: a watcher parks
+    a greenlet, not a worker."""
     start = time.monotonic()
     last: tuple[str, str] | None = None
     quiet_since = start
@@ -857,7 +857,7 @@ def watch(
             yield None
         if now - start >= max_s:
             return
-        sleep(poll_s)
+        time.sleep(poll_s)
 
 
 # --------------------------------------------------------------------------- housekeeping

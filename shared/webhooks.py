@@ -200,7 +200,7 @@ def deliver(
     final, do not retry. ``field`` names the URL in messages; ``tls`` as in
     :func:`shared.urlfetch.open_url`.
     """
-    secrets_ = [secret] if isinstance(secret, str) else list(secret)
+    secrets_ = [secret] if isinstance(secret, str) else (list(secret) or [""])
     msg_id = delivery_id or hashlib.sha256(body).hexdigest()[:32]
     headers = {
         "Content-Type": "application/json",

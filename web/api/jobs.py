@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, g, jsonify, request
+from redis import RedisError
 
 from shared import assets, db, documents, jobs, operations, outputs, queue, urlfetch
 from shared.errors import ApiError
@@ -211,23 +212,29 @@ def job_events(job_id: str):
     def stream() -> Iterator[str]:
         last = seen
         yield "retry: 1000\n\n"  # reconnect after a second when the stream closes early
-        for state in jobs.watch(
-            r, job.id, max_s=settings.events_max_s, heartbeat_s=settings.events_heartbeat_s
-        ):
-            if state is None:
-                yield ": keep-alive\n\n"
-                continue
-            sid = _state_id(state)
-            if sid != last:
-                last = sid
-                yield _sse(
-                    "progress",
-                    {"job_id": state.id, "status": state.status, "progress": round(state.progress, 4)},
-                    sid,
-                )
-            if state.finished:
-                yield _sse("done", documents.job_document(r, storage, state), sid)
-                return
+        try:
+            for state in jobs.watch(
+                r, job.id, max_s=settings.events_max_s, heartbeat_s=settings.events_heartbeat_s
+            ):
+                if state is None:
+                    yield ": keep-alive\n\n"
+                    continue
+                sid = _state_id(state)
+                if sid != last:
+                    last = sid
+                    yield _sse(
+                        "progress",
+                        {"job_id": state.id, "status": state.status, "progress": round(state.progress, 4)},
+                        sid,
+                    )
+                if state.finished:
+                    yield _sse("done", documents.job_document(r, storage, state), sid)
+                    return
+        except RedisError:
+            # The headers are gone already: no error body is possible, so say
+            # why in a comment and end; the client's reconnect gets a 503.
+            yield ": job state unavailable; reconnect\n\n"
+            return
         yield ": time limit of this stream reached; reconnect to follow the job further\n\n"
 
     return Response(
