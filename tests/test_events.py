@@ -98,12 +98,10 @@ def bounded_client(settings, clean):
     return app.test_client()
 
 
-def test_an_idle_stream_keeps_alive_then_ends_for_a_reconnect(bounded_client, api_key, upload, r, settings):
-    key = api_key()
-    aid = upload(key, synth_wav())
-    asset = assets_mod.get(r, key.id, aid)
-    # A job that is recorded but never sent to a queue: it stays queued.
-    job = jobs.submit(
+def idle_job(r, key, asset_id: str) -> jobs.Job:
+    """A job that is recorded but never sent to a queue: it stays queued."""
+    asset = assets_mod.get(r, key.id, asset_id)
+    return jobs.submit(
         r,
         owner=key.id,
         op=operations.get("separate/2stem"),
@@ -116,6 +114,35 @@ def test_an_idle_stream_keeps_alive_then_ends_for_a_reconnect(bounded_client, ap
         queue_timeout_s=600,
         job_ttl_s=600,
     ).job
+
+
+def test_open_streams_do_not_hold_the_api_process(live_api, api_key, upload, r):
+    """The test API runs one gevent worker process: with streams open on it,
+    other requests are still answered at once."""
+    key = api_key()
+    job = idle_job(r, key, upload(key, synth_wav()))
+    streams = [httpx.Client(base_url=live_api, headers=key.headers) for _ in range(3)]
+    try:
+        opened = []
+        for http in streams:
+            cm = http.stream("GET", f"/v1/jobs/{job.id}/events", timeout=30)
+            resp = cm.__enter__()
+            opened.append(cm)
+            lines = resp.iter_lines()
+            assert next(line for line in lines if line.startswith("event:")) == "event: progress"
+        with httpx.Client(base_url=live_api, headers=key.headers, timeout=5) as other:
+            assert other.get(f"/v1/jobs/{job.id}").json()["status"] == "queued"
+            assert other.get("/healthz").status_code == 200
+    finally:
+        for cm in opened:
+            cm.__exit__(None, None, None)
+        for http in streams:
+            http.close()
+
+
+def test_an_idle_stream_keeps_alive_then_ends_for_a_reconnect(bounded_client, api_key, upload, r, settings):
+    key = api_key()
+    job = idle_job(r, key, upload(key, synth_wav()))
 
     def read(headers: dict[str, str]) -> list[Event]:
         resp = bounded_client.get(f"/v1/jobs/{job.id}/events", headers={**key.headers, **headers})
