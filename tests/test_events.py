@@ -74,7 +74,13 @@ def test_events_follow_a_job_to_its_end_through_gevent_workers(live_api, worker,
         doc = got[-1].data
         assert doc["job_id"] == job_id and doc["status"] == "completed"
         assert set(doc["result"]["stems"]) == {"vocals", "accompaniment"}
-        assert doc == {**http.get(f"/v1/jobs/{job_id}").json(), "_meta": doc["_meta"]}
+        shown = http.get(f"/v1/jobs/{job_id}").json()
+        # the same document, but for links presigned at each read and the request's _meta
+        signed_anew = ("result", "_meta")
+        assert {k: v for k, v in doc.items() if k not in signed_anew} == {
+            k: v for k, v in shown.items() if k not in signed_anew
+        }
+        assert doc["result"]["stems"].keys() == shown["result"]["stems"].keys()
 
         # Reconnecting after the end with the last id: nothing old again, just the document.
         again = events(http, f"/v1/jobs/{job_id}/events", {"Last-Event-ID": got[-1].id})
