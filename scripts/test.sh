@@ -11,7 +11,7 @@ echo "test: ruff check"
 .venv/bin/ruff check .
 echo "test: ruff format --check"
 .venv/bin/ruff format --check .
-echo "test: mypy (shared, web, workers, ops)"
+echo "test: mypy (shared, web, workers, ops, client)"
 .venv/bin/mypy
 echo "test: pytest"
 exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"

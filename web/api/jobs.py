@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
+from redis import RedisError
 
 from shared import assets, db, documents, jobs, operations, outputs, queue, urlfetch
 from shared.errors import ApiError
@@ -185,6 +187,61 @@ def list_jobs():
 @bp.get("/v1/jobs/<job_id>")
 def get_job(job_id: str):
     return jsonify(job_document(jobs.get(services.get().redis, g.key.id, job_id)))
+
+
+def _sse(event: str, data: dict, event_id: str) -> str:
+    return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _state_id(job: jobs.Job) -> str:
+    return f"{job.status}-{job.progress:.4f}"
+
+
+@bp.get("/v1/jobs/<job_id>/events")
+def job_events(job_id: str):
+    """Server-sent events: ``progress`` ``{job_id, status, progress}`` now and
+    on every change, then ``done`` with the job document once it has ended,
+    then the stream closes. Comment lines keep an idle stream alive; a stream
+    also closes after AUDIOQ_EVENTS_MAX_S, and the client reconnects (with
+    ``Last-Event-ID``: a state it has already seen is not sent again)."""
+    svc = services.get()
+    job = jobs.get(svc.redis, g.key.id, job_id)  # 404 (JSON) before the stream starts
+    seen = request.headers.get("Last-Event-ID", "")
+    r, storage, settings = svc.redis, svc.storage, svc.settings
+
+    def stream() -> Iterator[str]:
+        last = seen
+        yield "retry: 1000\n\n"  # reconnect after a second when the stream closes early
+        try:
+            for state in jobs.watch(
+                r, job.id, max_s=settings.events_max_s, heartbeat_s=settings.events_heartbeat_s
+            ):
+                if state is None:
+                    yield ": keep-alive\n\n"
+                    continue
+                sid = _state_id(state)
+                if sid != last:
+                    last = sid
+                    yield _sse(
+                        "progress",
+                        {"job_id": state.id, "status": state.status, "progress": round(state.progress, 4)},
+                        sid,
+                    )
+                if state.finished:
+                    yield _sse("done", documents.job_document(r, storage, state), sid)
+                    return
+        except RedisError:
+            # The headers are gone already: no error body is possible, so say
+            # why in a comment and end; the client's reconnect gets a 503.
+            yield ": job state unavailable; reconnect\n\n"
+            return
+        yield ": time limit of this stream reached; reconnect to follow the job further\n\n"
+
+    return Response(
+        stream(),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @bp.delete("/v1/jobs/<job_id>")
