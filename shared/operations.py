@@ -111,6 +111,9 @@ class Operation:
     # JSON Schema of the job's result (shared/results.py): the OpenAPI
     # document publishes it, and tests hold real results to it.
     result: Mapping[str, object] = field(default_factory=dict)
+    # Seconds a client should wait between polls of a job (Retry-After on a
+    # 202): about a tenth of a typical run, at least 1.
+    poll_s: int = 1
 
     def parse_options(self, raw: Mapping[str, object]) -> dict[str, object]:
         unknown = sorted(set(raw) - set(self.options))
@@ -163,7 +166,7 @@ def _long(name: str, task: str, version: str, cost: int, limit: int, **kw) -> Op
         soft_time_limit=limit,
         time_limit=limit + 60,
         outputs=True,
-        **kw,
+        **{"poll_s": 5, **kw},
     )
 
 
@@ -262,6 +265,7 @@ OPERATIONS: dict[str, Operation] = {
             soft_time_limit=600,
             time_limit=660,
             result=results.ANALYSIS,
+            poll_s=2,
         ),
         _fast(
             "identify",

@@ -10,10 +10,10 @@ Flask route is undocumented or a documented path does not exist).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from shared import operations, results
-from shared.results import INTEGER, LINK, STRING, Schema, array, nullable, obj
+from shared.results import INTEGER, LINK, STRING, Schema, array, obj
 from shared.settings import Settings
 
 # ----------------------------------------------------------------- helpers
@@ -331,11 +331,11 @@ def _submit_operation(op: operations.Operation, settings: Settings) -> dict:
     answers = "answers 200 with the result (waits up to AUDIOQ_SYNC_WAIT_S)" if op.sync else "answers 202"
     body = obj(
         {
-            "asset_id": ASSET_ID,
+            "asset_id": {**ASSET_ID, "description": "required unless given as the asset_id query parameter"},
             "callback_url": {"type": "string", "format": "uri", "description": "POSTed the job when it ends"},
             **options,
         },
-        optional=("callback_url", *options),
+        optional=("asset_id", "callback_url", *options),
         additionalProperties=False,
     )
     example = {"asset_id": "afa_8Yt3kqLw0cVb2mZr4TnA"} | {n: o.default for n, o in op.options.items()}
@@ -617,19 +617,26 @@ _SCHEMAS: dict[str, dict] = {
 }
 
 
-def _header(description: str, s: Schema | None = None) -> dict:
-    return {"description": description, "schema": s or STRING}
+def _header(description: str, s: Schema | None = None, *, required: bool = False) -> dict:
+    out: dict = {"description": description, "schema": s or STRING}
+    if required:  # wherever the header is listed, it is always sent
+        out["required"] = True
+    return out
 
 
 _HEADERS = {
-    "Location": _header("Absolute URL of the job (or task) to poll", {"type": "string", "format": "uri"}),
-    "Retry-After": _header("Seconds to wait before polling (or retrying)", {"type": "integer", "minimum": 1}),
+    "Location": _header(
+        "Absolute URL of the job (or task) to poll", {"type": "string", "format": "uri"}, required=True
+    ),
+    "Retry-After": _header(
+        "Seconds to wait before polling (or retrying)", {"type": "integer", "minimum": 1}, required=True
+    ),
     "Preference-Applied": _header("The Prefer preferences honoured (RFC 7240)"),
     "Idempotent-Replayed": _header(
         "true when this answer replays the original job of an Idempotency-Key",
         {"type": "string", "enum": ["true"]},
     ),
-    "WWW-Authenticate": _header('The scheme to authenticate with: Bearer realm="audioq"'),
+    "WWW-Authenticate": _header('The scheme to use: Bearer realm="audioq"', required=True),
     "Allow": _header("The methods this URL allows"),
     "X-Trace-Id": _header("The request's trace id (X-Request-Id if it was sane)"),
 }
@@ -641,7 +648,8 @@ def _error(description: str, *headers: str) -> dict:
 
 _RESPONSES = {
     "400": _error(
-        "Bad request: malformed JSON, invalid or unknown option (`option` names it), insufficient_credits, ..."
+        "Bad request: malformed JSON, an invalid or unknown option (`option` names it), "
+        "insufficient_credits, ..."
     ),
     "401": _error("missing_api_key or invalid_api_key", "WWW-Authenticate"),
     "404": _error("No such asset, job, task or route (another tenant's looks missing)"),

@@ -15,7 +15,7 @@ from flask import Blueprint, g, jsonify, request
 from shared import assets, db, documents, jobs, operations, urlfetch
 from shared.errors import ApiError
 from web import auth, params, services, uploads
-from web.api.jobs import callback_target, json_body
+from web.api.jobs import NOT_GIVEN, callback_target, json_body
 from web.submit import submit_job
 
 bp = Blueprint("tasks", __name__)
@@ -86,7 +86,7 @@ def create_task():
         raise ApiError(400, "Give the callback URL once: 'callbackUrl' or 'callback_url'")
     targets = _targets(body.get("targets"))
     field = "callback_url" if "callback_url" in body else "callbackUrl"
-    callback_url = callback_target(body.get(field), field)
+    callback_url = callback_target(body.get(field, NOT_GIVEN), field)
     op = operations.get(OP)
     options = op.parse_options({"targets": operations.format_targets(targets)})
     if "assetId" in body:
@@ -98,11 +98,10 @@ def create_task():
     sub = submit_job(op, asset, options, callback_url=callback_url)
     svc.redis.zadd(db.owner_tasks_key(g.key.id), {sub.job.id: sub.job.created_at})
     doc = documents.task_document(svc.redis, svc.storage, sub.job)
-    return (
-        jsonify(doc),
-        200 if sub.replay else 201,
-        {"Location": f"{svc.settings.public_url}/tasks/{sub.job.id}"},
-    )
+    headers = {"Location": f"{svc.settings.public_url}/tasks/{sub.job.id}"}
+    if sub.replay:
+        headers["Idempotent-Replayed"] = "true"
+    return jsonify(doc), 200 if sub.replay else 201, headers
 
 
 def _task(task_id: str) -> jobs.Job:
