@@ -13,7 +13,6 @@ from audiogen import wav
 from shared import operations
 
 
-
 def _example_path(rule: str) -> str:
     return re.sub(r"<[^>]+>", "x", rule)
 
@@ -87,7 +86,11 @@ def test_each_error_path_has_its_code(client, api_key, upload):
     _error(post("/v1/bpm", json={"asset_id": "afa_missing0000000000000000"}), 404, "asset_not_found")
     _error(client.get("/v1/jobs/job_missing", headers=key.headers), 404, "job_not_found")
     _error(client.get("/tasks/job_missing", headers=key.headers), 404, "task_not_found")
-    _error(post("/v1/bpm", data=b"not audio", headers={"Content-Type": "audio/wav"}), 415, "unsupported_media_type")
+    _error(
+        post("/v1/bpm", data=b"not audio", headers={"Content-Type": "audio/wav"}),
+        415,
+        "unsupported_media_type",
+    )
     _error(post("/v1/bpm", data=b"x", headers={"Content-Type": "text/plain"}), 415, "unsupported_media_type")
     _error(post("/v1/bpm", json={"asset_id": aid, "pad": "x" * 70_000}), 413, "payload_too_large")
     _error(post("/v1/bpm", data=b"{", headers={"Content-Type": "application/json"}), 400, "invalid_json")
