@@ -81,6 +81,91 @@ def test_separation_stems_are_the_registry_stems():
     assert separation.STEMS == operations.STEMS
 
 
+# ----------------------------------------------------- real answers, typed
+
+
+def conforms(doc: dict, instance: object, name: str) -> None:
+    """``instance`` is valid against ``#/components/schemas/{name}``."""
+    from jsonschema import Draft202012Validator
+
+    wrapper = {"$ref": f"#/components/schemas/{name}", "components": doc["components"]}
+    Draft202012Validator(wrapper, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(instance)
+
+
+def test_real_results_of_every_operation_match_the_document(client, api_key, upload, worker):
+    """Each operation run for real on a short song: the 202, the finished job
+    document (its result against the operation's result schema), a sync
+    answer, the task document and every listing conform to /openapi.json."""
+    import io
+
+    import soundfile as sf
+    import synth
+    from jobpoll import poll
+
+    doc = client.get("/openapi.json").get_json()
+    buf = io.BytesIO()
+    sf.write(
+        buf,
+        synth.chord_progression("A", "minor", 5.0, sr=44100, seed=4, with_drums=True),
+        44100,
+        "PCM_16",
+        format="WAV",
+    )
+    key = api_key(plan="enterprise", credits=0)
+    aid = upload(key, buf.getvalue())
+    h = {**key.headers, "Prefer": "respond-async"}
+    accepted = {}
+    for op in operations.OPERATIONS.values():
+        if op.public:
+            resp = client.post(f"/v1/{op.name}", json={"asset_id": aid}, headers=h)
+            assert resp.status_code == 202, resp.get_json()
+            conforms(doc, resp.get_json(), "Accepted")
+            accepted[op.name] = resp.get_json()["job_id"]
+    task = client.post(
+        "/tasks",
+        json={
+            "assetId": aid,
+            "targets": [
+                {"model": "instrumental", "formats": ["mp3"]},
+                {"model": "drums", "formats": ["flac"]},
+            ],
+        },
+        headers=key.headers,
+    )
+    assert task.status_code == 201
+    conforms(doc, task.get_json(), "Task")
+    for name, job_id in accepted.items():
+        job = poll(client, key, job_id, timeout=240)
+        assert job["status"] == "completed", (name, job["error"])
+        conforms(doc, job, "Job")
+        conforms(doc, job["result"], openapi.result_name(operations.OPERATIONS[name]))
+    task_doc = poll(client, key, task.get_json()["id"], timeout=240)
+    assert task_doc["status"] == "completed"
+    finished = client.get(f"/tasks/{task_doc['job_id']}", headers=key.headers).get_json()
+    assert finished["status"] == "completed" and all(t["output"] for t in finished["targets"])
+    conforms(doc, finished, "Task")
+    conforms(doc, task_doc, "Job")  # a task is a job of tasks/separate too
+
+    sync = client.post("/v1/key-bpm", json={"asset_id": aid}, headers=key.headers)
+    assert sync.status_code == 200
+    conforms(doc, sync.get_json(), "KeyBpmResult")
+    conforms(doc, sync.get_json(), "Answer")
+    for path, name in (
+        ("/v1/jobs?limit=200", "JobPage"),
+        ("/v1/assets", "AssetPage"),
+        (f"/v1/assets/{aid}", "Asset"),
+        (f"/assets/{aid}", "TasksAssetDetail"),
+        ("/v1/account", "Account"),
+    ):
+        resp = client.get(path, headers=key.headers)
+        assert resp.status_code == 200
+        conforms(doc, resp.get_json(), name)
+    for item in client.get("/tasks", headers=key.headers).get_json():
+        conforms(doc, item, "Task")
+    for item in client.get("/assets", headers=key.headers).get_json():
+        conforms(doc, item, "TasksAsset")
+
+
 # ----------------------------------------------------------------- fuzzing
 
 FUZZ_ENV = {

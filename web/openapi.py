@@ -680,7 +680,7 @@ _PARAMETERS = {
         "in": "header",
         "description": "RFC 7240: `respond-async` (answer 202 at once) or `wait=N` (wait up to N <= 60 s)",
         "schema": STRING,
-        "examples": {"async": {"value": "respond-async"}, "wait": {"value": "wait=30"}},
+        "examples": {"async": {"value": "respond-async"}, "wait": {"value": "wait=10"}},
     },
     "IdempotencyKey": {
         "name": "Idempotency-Key",
