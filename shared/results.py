@@ -65,6 +65,7 @@ TEMPO = obj(
         "alternatives": array(obj({"tempo": NUMBER, "confidence": UNIT})),
     },
     optional=("alternatives",),
+    examples=[{"tempo": 120.0, "confidence": 0.82, "alternatives": [{"tempo": 60.0, "confidence": 0.31}]}],
 )
 
 KEY = obj(
@@ -74,7 +75,8 @@ KEY = obj(
         "mode": {"type": "string", "enum": ["major", "minor"]},
         "camelot": {"type": "string", "pattern": "^(1[0-2]|[1-9])[AB]$", "examples": ["8A"]},
         "confidence": UNIT,
-    }
+    },
+    examples=[{"key": "A minor", "tonic": "A", "mode": "minor", "camelot": "8A", "confidence": 0.71}],
 )
 
 _LEVEL = nullable(DB, "null where undefined (silence, too short)")
@@ -93,7 +95,18 @@ LOUDNESS = obj(
                 "values": array(nullable(DB, "LUFS of the 3 s window ending at start_s + k * hop_s")),
             },
         ),
-    }
+    },
+    examples=[
+        {
+            "integrated_lufs": -9.8,
+            "loudness_range_lu": 4.2,
+            "true_peak_dbtp": -0.4,
+            "sample_peak_dbfs": -0.6,
+            "momentary_max_lufs": -7.1,
+            "short_term_max_lufs": -8.3,
+            "short_term_lufs": {"start_s": 3.0, "hop_s": 0.1, "values": [-10.2, -10.1, None]},
+        }
+    ],
 )
 
 KEY_TEMPO = obj(
@@ -113,13 +126,26 @@ BEATGRID = obj(
         "time_signature": {"type": "string", "enum": ["4/4", "3/4"]},
         "beats": array(SECONDS),
         "downbeats": array(SECONDS),
-    }
+    },
+    examples=[
+        {"tempo": 120.0, "time_signature": "4/4", "beats": [0.52, 1.02, 1.52, 2.02], "downbeats": [0.52]}
+    ],
 )
 
 _CHORD_LIST = array(
     obj({"start": SECONDS, "end": SECONDS, "label": {"type": "string", "examples": ["A:min", "F:maj", "N"]}})
 )
-CHORDS = obj({"chords": _CHORD_LIST})
+CHORDS = obj(
+    {"chords": _CHORD_LIST},
+    examples=[
+        {
+            "chords": [
+                {"start": 0.0, "end": 2.0, "label": "A:min"},
+                {"start": 2.0, "end": 4.0, "label": "F:maj"},
+            ]
+        }
+    ],
+)
 
 PITCH = obj(
     {
@@ -127,7 +153,15 @@ PITCH = obj(
         "f0_hz": array(nullable(NUMBER, "Hz; null where unvoiced")),
         "voiced_prob": array(UNIT),
         "notes": array(obj({"start": SECONDS, "end": SECONDS, "midi": INTEGER, "hz": NUMBER})),
-    }
+    },
+    examples=[
+        {
+            "hop_s": 0.0116,
+            "f0_hz": [None, 219.8, 220.1],
+            "voiced_prob": [0.02, 0.97, 0.98],
+            "notes": [{"start": 0.012, "end": 0.5, "midi": 57, "hz": 220.0}],
+        }
+    ],
 )
 
 ANALYSIS = obj(
@@ -148,7 +182,13 @@ IDENTIFY = obj(
     {
         "match": {"anyOf": [_CANDIDATE, {"type": "null"}], "description": "null when nothing matches"},
         "candidates": array(_CANDIDATE),
-    }
+    },
+    examples=[
+        {
+            "match": {"asset_id": "afa_8Yt3kqLw0cVb2mZr4TnA", "offset_s": 42.5, "score": 0.41},
+            "candidates": [{"asset_id": "afa_8Yt3kqLw0cVb2mZr4TnA", "offset_s": 42.5, "score": 0.41}],
+        }
+    ],
 )
 
 _LEVELS = obj({"integrated_lufs": nullable(DB), "true_peak_dbtp": nullable(DB)})
@@ -161,7 +201,18 @@ MASTER = obj(
         "gain_db": NUMBER,
         "input": _LEVELS,
         "mastered": _LEVELS,
-    }
+    },
+    examples=[
+        {
+            "output": "https://s3.example.com/audioq/derived/afa_8Yt3kqLw0cVb2mZr4TnA/master/mastered.wav?X-Amz-Signature=...",
+            "format": "wav",
+            "target_lufs": -14.0,
+            "ceiling_dbtp": -1.0,
+            "gain_db": 4.2,
+            "input": {"integrated_lufs": -18.2, "true_peak_dbtp": -3.1},
+            "mastered": {"integrated_lufs": -14.0, "true_peak_dbtp": -1.02},
+        }
+    ],
 )
 
 
@@ -172,7 +223,15 @@ def stems(names: tuple[str, ...]) -> Schema:
 _NOTES = array(
     obj({"start": SECONDS, "end": SECONDS, "midi": INTEGER, "velocity": {"type": "integer", "minimum": 0}})
 )
-TRANSCRIPTION = obj({"notes": _NOTES, "midi": LINK})
+TRANSCRIPTION = obj(
+    {"notes": _NOTES, "midi": LINK},
+    examples=[
+        {
+            "notes": [{"start": 0.5, "end": 0.98, "midi": 60, "velocity": 84}],
+            "midi": "https://s3.example.com/audioq/derived/afa_8Yt3kqLw0cVb2mZr4TnA/transcribe/notes.mid?X-Amz-Signature=...",
+        }
+    ],
+)
 
 SEGMENTS = obj(
     {

@@ -4,13 +4,17 @@ written against a live stack (gunicorn + worker), so the guide cannot rot."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
 
+import browser
 import localhttp
+import pytest
 from audiogen import encode, tone
 from conftest import ROOT, _child_env
 
@@ -109,3 +113,28 @@ echo tampered >> hook-body.json
     assert proc.returncode == 0, out + err
     assert (tmp_path / "mastered.wav").stat().st_size > 100_000
     assert '"plan": "pro"' in out and "completed" in out
+
+
+@pytest.mark.skipif(browser.missing() is not None, reason=str(browser.missing()))
+def test_swagger_ui_renders_the_document_from_this_origin_only(live_api):
+    """In headless Chromium: every operation and the webhooks are drawn, the
+    browser fetched nothing from another origin, and the console (where a
+    CSP violation would show) has no error."""
+    doc = json.loads(urllib.request.urlopen(live_api + "/openapi.json", timeout=10).read())
+    n_ops = sum(len(item) for item in doc["paths"].values())
+    page = browser.start()
+    try:
+        page.driver.get(live_api + "/docs")
+        page.wait(
+            f"return document.querySelectorAll('.opblock').length >= {n_ops}",
+            timeout=60,
+            what=f"{n_ops} operations drawn",
+        )
+        text = page.js("return document.body.innerText")
+        assert "Webhooks" in text and "job.completed" in text
+        assert "/v1/separate/2stem" in text
+        fetched = page.js("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert fetched and all(u.startswith(live_api + "/") for u in fetched), fetched
+        assert browser.severe(page.console()) == []
+    finally:
+        page.quit()

@@ -69,10 +69,30 @@ def test_every_operation_has_its_result_schema_and_options(client):
             post["requestBody"]["content"]["application/json"]["schema"]["properties"]
         )
         assert str(settings_cost := doc["paths"][f"/v1/{op.name}"]["post"]["summary"]).startswith(op.name)
-        assert f"{op.cost} credits" in settings_cost
+        assert f"{op.cost} credit" in settings_cost
     ids = [o["operationId"] for item in doc["paths"].values() for o in item.values()]
     assert len(ids) == len(set(ids))
     assert set(doc["webhooks"]) == {"job.completed", "job.failed", "job.cancelled"}
+
+
+def test_every_example_is_valid(client):
+    """The examples people read in /docs are true to the schemas."""
+    doc = client.get("/openapi.json").get_json()
+    checked = 0
+    for name, schema in doc["components"]["schemas"].items():
+        for example in schema.get("examples", []):
+            conforms(doc, example, name)
+            checked += 1
+    for item in doc["paths"].values():
+        for op in item.values():
+            media = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+            if "example" in media:
+                wrapper = {**media["schema"], "components": doc["components"]}
+                from jsonschema import Draft202012Validator
+
+                Draft202012Validator(wrapper).validate(media["example"])
+                checked += 1
+    assert checked >= 20
 
 
 def test_separation_stems_are_the_registry_stems():

@@ -326,6 +326,10 @@ def result_name(op: operations.Operation) -> str:
     return "".join(p[:1].upper() + p[1:] for p in parts) + "Result"
 
 
+def _credits(n: int) -> str:
+    return f"{n} credit" + ("" if n == 1 else "s")
+
+
 def _submit_operation(op: operations.Operation, settings: Settings) -> dict:
     options = {n: _option_schema(o) for n, o in op.options.items()}
     answers = "answers 200 with the result (waits up to AUDIOQ_SYNC_WAIT_S)" if op.sync else "answers 202"
@@ -341,7 +345,7 @@ def _submit_operation(op: operations.Operation, settings: Settings) -> dict:
     example = {"asset_id": "afa_8Yt3kqLw0cVb2mZr4TnA"} | {n: o.default for n, o in op.options.items()}
     return {
         "operationId": "submit" + result_name(op).removesuffix("Result"),
-        "summary": f"{op.name}: {settings.cost(op, {})} credits, {answers}",
+        "summary": f"{op.name}: {_credits(settings.cost(op, {}))}, {answers}",
         "description": f'Send the audio bytes, or JSON `{{"asset_id"}}` plus options (options may also be '
         f"query parameters). Queue `{op.queue}`. `Prefer: respond-async` forces the 202, "
         "`Prefer: wait=N` (N <= 60) waits up to N seconds.",
@@ -396,6 +400,16 @@ _ERROR = obj(
         "option": {"type": "string", "description": "invalid_option / unknown_option: the option's name"},
     },
     optional=("option",),
+    examples=[
+        {"statusCode": 404, "error": "Not Found", "message": "Cannot find asset", "code": "asset_not_found"},
+        {
+            "statusCode": 400,
+            "error": "Bad Request",
+            "message": "Option 'fmin' of pitch must be at least 30.0",
+            "code": "invalid_option",
+            "option": "fmin",
+        },
+    ],
 )
 
 _META = obj(
@@ -459,6 +473,28 @@ def _job_schema() -> dict:
         },
         optional=("test", "callback_status"),
         allOf=by_op,
+        examples=[
+            {
+                "job_id": "job_Q2f9xYb3LmN0pRt5vWz7aC1d",
+                "op": "bpm",
+                "status": "completed",
+                "progress": 1.0,
+                "created_at": "2026-12-03T08:30:00Z",
+                "started_at": "2026-12-03T08:30:00Z",
+                "finished_at": "2026-12-03T08:30:01Z",
+                "asset_id": "afa_8Yt3kqLw0cVb2mZr4TnA",
+                "asset_expires_at": "2026-12-10T08:29:58Z",
+                "result": {"tempo": 120.0, "confidence": 0.82, "alternatives": []},
+                "error": None,
+                "_meta": {
+                    "cache": "miss",
+                    "latency_ms": 912,
+                    "credits_used": 1,
+                    "credits_remaining": 999,
+                    "trace_id": "5b0c5d5e9a7f4c1b8e2d3f4a5b6c7d8e",
+                },
+            }
+        ],
     )
 
 
@@ -515,10 +551,13 @@ _TASK_REQUEST = obj(
     optional=("assetId", "url", "callbackUrl", "callback_url"),
     additionalProperties=False,
     oneOf=[{"required": ["assetId"]}, {"required": ["url"]}],
-    example={
-        "assetId": "afa_8Yt3kqLw0cVb2mZr4TnA",
-        "targets": [{"model": "vocals", "formats": ["wav", "mp3"]}],
-    },
+    examples=[
+        {
+            "assetId": "afa_8Yt3kqLw0cVb2mZr4TnA",
+            "targets": [{"model": "vocals", "formats": ["wav", "mp3"]}],
+            "callbackUrl": "https://example.com/hooks/audioq",
+        }
+    ],
 )
 
 _ASSET_FIELDS: dict[str, Schema] = {
@@ -751,7 +790,9 @@ def document(settings: Settings) -> dict:
             "title": "audioq",
             "version": "1",
             "summary": "Upload a track once as an asset, then run processing jobs on it",
-            "description": "Getting started: docs/getting-started.md. Reference: docs/api.md.",
+            "description": "New here? [Getting started](/docs/getting-started.md): a key, an upload, "
+            "a job, polling, downloading and webhooks, with curl. The reference with every error code: "
+            "docs/api.md. Send your key as `x-api-key: KEY` or `Authorization: Bearer KEY`.",
         },
         "servers": [{"url": settings.public_url}],
         "security": [{"apiKey": []}, {"bearer": []}],
