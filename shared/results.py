@@ -36,7 +36,9 @@ def nullable(schema: Schema, why: str = "") -> Schema:
     return out
 
 
-def obj(properties: Mapping[str, Schema], *, optional: tuple[str, ...] = (), **extra: object) -> Schema:
+def obj(
+    properties: Mapping[str, Mapping[str, object]], *, optional: tuple[str, ...] = (), **extra: object
+) -> Schema:
     """An object whose properties are all required except ``optional``."""
     return {
         "type": "object",
