@@ -236,10 +236,10 @@ def _targets_bill_as(options: Mapping[str, object]) -> str:
 OPERATIONS: dict[str, Operation] = {
     op.name: op
     for op in [
-        _fast("bpm", "audioq.analysis.analyze_tempo", "tempo-2", cost=1, result=results.TEMPO),
+        _fast("bpm", "audioq.analysis.analyze_tempo", "tempo-3", cost=1, result=results.TEMPO),
         _fast("key", "audioq.analysis.analyze_key", "key-2", cost=1, result=results.KEY),
         _fast("lufs", "audioq.analysis.measure_loudness", "loudness-2", cost=1, result=results.LOUDNESS),
-        _fast("key-bpm", "audioq.analysis.analyze_key_tempo", "keytempo-2", cost=2, result=results.KEY_TEMPO),
+        _fast("key-bpm", "audioq.analysis.analyze_key_tempo", "keytempo-3", cost=2, result=results.KEY_TEMPO),
         _fast("beatgrid", "audioq.analysis.track_beat_grid", "beats-2", cost=2, result=results.BEATGRID),
         _fast("chords", "audioq.analysis.recognize_chords", "chords-2", cost=3, result=results.CHORDS),
         _fast(
@@ -261,7 +261,7 @@ OPERATIONS: dict[str, Operation] = {
             task="audioq.analysis.analyze_track",
             queue="analysis",
             cost=6,
-            version="bundle-3",
+            version="bundle-4",
             soft_time_limit=600,
             time_limit=660,
             result=results.ANALYSIS,
