@@ -106,7 +106,16 @@ def test_each_error_path_has_its_code(client, api_key, upload):
     assert body["option"] == "fmin" and "once" in body["message"]
     body = _error(post(f"/v1/pitch?asset_id={aid}&fmin=50&fmin=60"), 400, "invalid_option")
     assert body["option"] == "fmin"
-    _error(post("/v1/bpm", json={"asset_id": None}), 400, "bad_request")
+    assert _error(post("/v1/bpm", json={"asset_id": None}), 400, "invalid_field")["field"] == "asset_id"
+    _error(post("/v1/bpm"), 400, "missing_input")
+    body = _error(
+        post("/tasks", json={"assetId": aid, "targets": [{"model": "kazoo", "formats": ["wav"]}]}),
+        400,
+        "invalid_field",
+    )
+    assert body["field"] == "targets[0].model"
+    multipart = {"Content-Type": "multipart/form-data; boundary=x"}
+    _error(post("/assets", data=b"--x\r\nnot a part", headers=multipart), 400, "invalid_multipart")
     _error(client.put("/v1/assets/" + aid, headers=key.headers), 405, "method_not_allowed")
     _error(client.get("/v1/nothing-here", headers=key.headers), 404, "not_found")
 

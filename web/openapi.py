@@ -398,8 +398,9 @@ _ERROR = obj(
         "message": {"type": "string", "description": "a sentence a person can act on"},
         "code": {"type": "string", "description": "stable, for programs (docs/api.md lists them)"},
         "option": {"type": "string", "description": "invalid_option / unknown_option: the option's name"},
+        "field": {"type": "string", "description": "invalid_field: the request field, e.g. targets[0].model"},
     },
-    optional=("option",),
+    optional=("option", "field"),
     examples=[
         {"statusCode": 404, "error": "Not Found", "message": "Cannot find asset", "code": "asset_not_found"},
         {

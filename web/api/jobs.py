@@ -53,8 +53,10 @@ def callback_target(raw: object, field: str = "callback_url") -> str:
     addresses unless allowlisted); "" when none was given (``NOT_GIVEN``)."""
     if raw is NOT_GIVEN:
         return ""
-    if not isinstance(raw, str) or not raw:
-        raise ApiError(400, f"{field} must be an http or https URL (a non-empty string)", "invalid_url")
+    if not isinstance(raw, str):
+        raise ApiError(400, f"{field} must be a string (an http or https URL)", "invalid_url")
+    if not raw:
+        raise ApiError(400, f"{field} is empty: give an http or https URL, or leave it out", "invalid_url")
     urlfetch.check_url(raw, services.get().settings.fetch_allowlist, field=field)
     return raw
 
@@ -71,7 +73,7 @@ def _query() -> dict[str, str]:
 def _given_twice(name: str, where: str) -> ApiError:
     message = f"Give {name} once, not in {where}"
     if name in ("asset_id", "callback_url"):
-        return ApiError(400, message)
+        return ApiError(400, message, "invalid_field", field=name)
     return ApiError(400, message, "invalid_option", option=name)
 
 
@@ -92,12 +94,19 @@ def _input(op: operations.Operation) -> tuple[assets.Asset, dict, str]:
         asset_id = body.pop("asset_id", query_asset)
         callback = body.pop("callback_url", callback)
         if not isinstance(asset_id, str) or not asset_id:
-            raise ApiError(400, 'Send {"asset_id": "afa_..."} (a string) or the audio bytes themselves')
+            raise ApiError(
+                400,
+                'Send {"asset_id": "afa_..."} (a string) or the audio bytes themselves',
+                "invalid_field",
+                field="asset_id",
+            )
         options = op.parse_options({**query, **body})
         return assets.get(svc.redis, g.key.id, asset_id), options, callback_target(callback)
     if uploads.is_audio_body(mimetype) and has_body:
         if query_asset is not None:
-            raise ApiError(400, "Send either audio bytes or an asset_id, not both")
+            raise ApiError(
+                400, "Send either audio bytes or an asset_id, not both", "invalid_field", field="asset_id"
+            )
         options = op.parse_options(query)
         callback_url = callback_target(callback)
         uploads.admit()
@@ -107,7 +116,7 @@ def _input(op: operations.Operation) -> tuple[assets.Asset, dict, str]:
         options = op.parse_options(query)
         return assets.get(svc.redis, g.key.id, query_asset), options, callback_target(callback)
     if not has_body:
-        raise ApiError(400, 'Send the audio bytes, or JSON {"asset_id": "afa_..."}')
+        raise ApiError(400, 'Send the audio bytes, or JSON {"asset_id": "afa_..."}', "missing_input")
     raise ApiError(
         415, "Send audio bytes (Content-Type audio/* or application/octet-stream) or application/json"
     )
