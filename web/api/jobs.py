@@ -164,11 +164,14 @@ def _respond(op: operations.Operation, sub: jobs.Submitted, asset: assets.Asset,
             "_meta": _meta(job, remaining),
         }
         return jsonify(body), 200, headers
-    if job.status == "failed":
-        err = job.error or {}
-        raise ApiError.from_dict(err)
-    if job.status == "cancelled":
-        raise ApiError(409, "The job was cancelled", "job_cancelled")
+    if job.status in ("failed", "cancelled"):
+        err = (
+            ApiError.from_dict(job.error or {})
+            if job.status == "failed"
+            else ApiError(409, "The job was cancelled", "job_cancelled")
+        )
+        err.headers.update(headers)  # a replayed failure is still a replay
+        raise err
     body = {
         **({"test": True} if job.test else {}),
         "job_id": job.id,
