@@ -34,8 +34,8 @@ def json_content(s: dict, example: object = None) -> dict:
     return {"application/json": media}
 
 
-def ok(description: str, s: dict, *, headers: tuple[str, ...] = (), example: object = None) -> dict:
-    out: dict = {"description": description, "content": json_content(s, example)}
+def ok(description: str, s: dict, *, headers: tuple[str, ...] = ()) -> dict:
+    out: dict = {"description": description, "content": json_content(s)}
     if headers:
         out["headers"] = {h: ref("headers", h) for h in headers}
     return out
@@ -65,7 +65,7 @@ class Route:
     tag: str
     responses: dict
     errors: tuple[str, ...] = ()  # statuses of components/responses beyond AUTH_ERRORS
-    parameters: tuple[str, ...] = ()  # names in components/parameters
+    parameters: tuple[str | dict, ...] = ()  # names in components/parameters, or parameters
     body: dict | None = None
     description: str = ""
     public: bool = False  # no API key needed
@@ -76,7 +76,7 @@ class Route:
             "operationId": self.operation_id,
             "summary": self.summary,
             "tags": [self.tag],
-            "parameters": [param(p) for p in ("XRequestId", *self.parameters)],
+            "parameters": [param(p) if isinstance(p, str) else p for p in ("XRequestId", *self.parameters)],
             "responses": {
                 **self.responses,
                 **{s: ref("responses", s) for s in sorted(errs)},
@@ -330,7 +330,7 @@ def _credits(n: int) -> str:
     return f"{n} credit" + ("" if n == 1 else "s")
 
 
-def _submit_operation(op: operations.Operation, settings: Settings) -> dict:
+def _submit_route(op: operations.Operation, settings: Settings) -> Route:
     options = {n: _option_schema(o) for n, o in op.options.items()}
     answers = "answers 200 with the result (waits up to AUDIOQ_SYNC_WAIT_S)" if op.sync else "answers 202"
     body = obj(
@@ -343,17 +343,18 @@ def _submit_operation(op: operations.Operation, settings: Settings) -> dict:
         additionalProperties=False,
     )
     example = {"asset_id": "afa_8Yt3kqLw0cVb2mZr4TnA"} | {n: o.default for n, o in op.options.items()}
-    return {
-        "operationId": "submit" + result_name(op).removesuffix("Result"),
-        "summary": f"{op.name}: {_credits(settings.cost(op, {}))}, {answers}",
-        "description": f'Send the audio bytes, or JSON `{{"asset_id"}}` plus options (options may also be '
+    return Route(
+        "post",
+        f"/v1/{op.name}",
+        "submit" + result_name(op).removesuffix("Result"),
+        f"{op.name}: {_credits(settings.cost(op, {}))}, {answers}",
+        "processing",
+        description=f'Send the audio bytes, or JSON `{{"asset_id"}}` plus options (options may also be '
         f"query parameters). Queue `{op.queue}`. `Prefer: respond-async` forces the 202, "
         "`Prefer: wait=N` (N <= 60) waits up to N seconds.",
-        "tags": ["processing"],
-        "parameters": [
-            param("XRequestId"),
-            param("Prefer"),
-            param("IdempotencyKey"),
+        parameters=(
+            "Prefer",
+            "IdempotencyKey",
             {
                 "name": "asset_id",
                 "in": "query",
@@ -367,12 +368,9 @@ def _submit_operation(op: operations.Operation, settings: Settings) -> dict:
                 "schema": {"type": "string", "format": "uri"},
             },
             *({"name": n, "in": "query", "schema": s} for n, s in options.items()),
-        ],
-        "requestBody": {
-            "required": False,
-            "content": {**json_content(body, example), **_RAW_AUDIO},
-        },
-        "responses": {
+        ),
+        body={"required": False, "content": {**json_content(body, example), **_RAW_AUDIO}},
+        responses={
             "200": ok(
                 "Finished within the wait: the result's fields, job_id, asset_id, _meta",
                 {"allOf": [schema(result_name(op)), schema("Answer")]},
@@ -383,10 +381,9 @@ def _submit_operation(op: operations.Operation, settings: Settings) -> dict:
                 schema("Accepted"),
                 headers=("Location", "Retry-After", "Preference-Applied", "Idempotent-Replayed"),
             ),
-            **{s: ref("responses", s) for s in (*AUTH_ERRORS, "400", "404", "409", "413", "415", "422")},
-            "default": ref("responses", "default"),
         },
-    }
+        errors=("400", "404", "409", "413", "415", "422"),
+    )
 
 
 # ------------------------------------------------------------ components
@@ -779,11 +776,9 @@ def _webhook(event: str) -> dict:
 def document(settings: Settings) -> dict:
     """The whole OpenAPI 3.1 document."""
     paths: dict[str, dict] = {}
-    for route in ROUTES:
+    submit = [_submit_route(op, settings) for op in operations.OPERATIONS.values() if op.public]
+    for route in (*ROUTES, *submit):
         paths.setdefault(route.path, {})[route.method] = route.operation()
-    for op in operations.OPERATIONS.values():
-        if op.public:
-            paths[f"/v1/{op.name}"] = {"post": _submit_operation(op, settings)}
     result_schemas = {result_name(op): dict(op.result) for op in operations.OPERATIONS.values()}
     return {
         "openapi": "3.1.0",
