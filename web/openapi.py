@@ -94,6 +94,35 @@ class Route:
 
 # ------------------------------------------------------------- the routes
 
+
+def _listing(path: str, operation_id: str, summary: str, tag: str, page: dict) -> Route:
+    """A newest-first listing with ``?limit=`` and ``?cursor=``."""
+    return Route(
+        "get",
+        path,
+        operation_id,
+        summary,
+        tag,
+        parameters=("Limit", "Cursor"),
+        responses={"200": ok("A page, newest first", page)},
+        errors=("400",),
+    )
+
+
+def _read(path: str, operation_id: str, summary: str, tag: str, id_param: str, document: str) -> Route:
+    """One of the caller's resources by id (another tenant's is a 404 too)."""
+    return Route(
+        "get",
+        path,
+        operation_id,
+        summary,
+        tag,
+        parameters=(id_param,),
+        responses={"200": ok("Found", schema(document))},
+        errors=("404",),
+    )
+
+
 _RAW_AUDIO = {
     "audio/*": {"schema": {"type": "string", "contentMediaType": "audio/*"}},
     "application/octet-stream": {
@@ -121,26 +150,8 @@ ROUTES: tuple[Route, ...] = (
         },
         errors=("400", "413", "415"),
     ),
-    Route(
-        "get",
-        "/v1/assets",
-        "listAssets",
-        "List your assets, newest first",
-        "assets",
-        parameters=("Limit", "Cursor"),
-        responses={"200": ok("A page of assets", schema("AssetPage"))},
-        errors=("400",),
-    ),
-    Route(
-        "get",
-        "/v1/assets/{asset_id}",
-        "getAsset",
-        "Asset metadata",
-        "assets",
-        parameters=("AssetId",),
-        responses={"200": ok("The asset", schema("Asset"))},
-        errors=("404",),
-    ),
+    _listing("/v1/assets", "listAssets", "List your assets, newest first", "assets", schema("AssetPage")),
+    _read("/v1/assets/{asset_id}", "getAsset", "Asset metadata", "assets", "AssetId", "Asset"),
     Route(
         "post",
         "/assets",
@@ -167,46 +178,23 @@ ROUTES: tuple[Route, ...] = (
         },
         errors=("400", "413", "415"),
     ),
-    Route(
-        "get",
+    _listing(
         "/assets",
         "listTasksAssets",
         "List your assets, newest first (tasks dialect)",
         "tasks dialect",
-        parameters=("Limit", "Cursor"),
-        responses={"200": ok("Assets", array(schema("TasksAsset")))},
-        errors=("400",),
+        array(schema("TasksAsset")),
     ),
-    Route(
-        "get",
+    _read(
         "/assets/{asset_id}",
         "getTasksAsset",
         "Asset with a presigned link to the original (tasks dialect)",
         "tasks dialect",
-        parameters=("AssetId",),
-        responses={"200": ok("The asset", schema("TasksAssetDetail"))},
-        errors=("404",),
+        "AssetId",
+        "TasksAssetDetail",
     ),
-    Route(
-        "get",
-        "/v1/jobs",
-        "listJobs",
-        "List your jobs, newest first",
-        "jobs",
-        parameters=("Limit", "Cursor"),
-        responses={"200": ok("A page of jobs", schema("JobPage"))},
-        errors=("400",),
-    ),
-    Route(
-        "get",
-        "/v1/jobs/{job_id}",
-        "getJob",
-        "Job status, progress and result",
-        "jobs",
-        parameters=("JobId",),
-        responses={"200": ok("The job", schema("Job"))},
-        errors=("404",),
-    ),
+    _listing("/v1/jobs", "listJobs", "List your jobs, newest first", "jobs", schema("JobPage")),
+    _read("/v1/jobs/{job_id}", "getJob", "Job status, progress and result", "jobs", "JobId", "Job"),
     Route(
         "delete",
         "/v1/jobs/{job_id}",
@@ -235,25 +223,20 @@ ROUTES: tuple[Route, ...] = (
         },
         errors=("400", "404", "413", "415", "422", "504"),
     ),
-    Route(
-        "get",
+    _listing(
         "/tasks",
         "listTasks",
         "List your tasks, newest first (tasks dialect)",
         "tasks dialect",
-        parameters=("Limit", "Cursor"),
-        responses={"200": ok("Tasks", array(schema("Task")))},
-        errors=("400",),
+        array(schema("Task")),
     ),
-    Route(
-        "get",
+    _read(
         "/tasks/{task_id}",
         "getTask",
         "Task status and outputs (tasks dialect)",
         "tasks dialect",
-        parameters=("TaskId",),
-        responses={"200": ok("The task", schema("Task"))},
-        errors=("404",),
+        "TaskId",
+        "Task",
     ),
     Route(
         "get",
