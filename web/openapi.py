@@ -95,32 +95,28 @@ class Route:
 # ------------------------------------------------------------- the routes
 
 
-def _listing(path: str, operation_id: str, summary: str, tag: str, page: dict) -> Route:
-    """A newest-first listing with ``?limit=`` and ``?cursor=``."""
+def _get(path: str, operation_id: str, summary: str, tag: str, params: tuple[str, ...], body: dict) -> Route:
+    """A read: 200 with ``body``; 400 for bad paging, 404 for an unknown id."""
     return Route(
         "get",
         path,
         operation_id,
         summary,
         tag,
-        parameters=("Limit", "Cursor"),
-        responses={"200": ok("A page, newest first", page)},
-        errors=("400",),
+        parameters=params,
+        responses={"200": ok(summary, body)},
+        errors=("400",) if "Limit" in params else ("404",),
     )
+
+
+def _listing(path: str, operation_id: str, summary: str, tag: str, page: dict) -> Route:
+    """A newest-first listing with ``?limit=`` and ``?cursor=``."""
+    return _get(path, operation_id, summary, tag, ("Limit", "Cursor"), page)
 
 
 def _read(path: str, operation_id: str, summary: str, tag: str, id_param: str, document: str) -> Route:
     """One of the caller's resources by id (another tenant's is a 404 too)."""
-    return Route(
-        "get",
-        path,
-        operation_id,
-        summary,
-        tag,
-        parameters=(id_param,),
-        responses={"200": ok("Found", schema(document))},
-        errors=("404",),
-    )
+    return _get(path, operation_id, summary, tag, (id_param,), schema(document))
 
 
 _RAW_AUDIO = {
