@@ -22,6 +22,8 @@ COPY shared ./shared
 COPY web ./web
 COPY workers ./workers
 COPY ops ./ops
+# /docs links to the getting-started guide; web/api/docs.py serves it from here.
+COPY docs/getting-started.md ./docs/getting-started.md
 RUN pip install -c constraints.txt . \
  && rm -rf build *.egg-info
 

@@ -112,11 +112,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# The script's own folder comes first on sys.path, and bench/ holds modules
-# (queue.py) named like the standard library's, which librosa's imports would
-# pick up: drop the folder, add the project root.
-_HERE = os.path.dirname(os.path.realpath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE]
+# Run as a script from anywhere: the project root on the path (bench.*, tests.*).
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 

@@ -50,10 +50,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-# The script's own folder comes first on sys.path and holds modules named
-# like the standard library's (queue.py): drop it, add the project root.
-_HERE = os.path.dirname(os.path.realpath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE]
+# Run as a script from anywhere: the project root on the path (bench.*, tests.*).
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 

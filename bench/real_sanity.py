@@ -17,12 +17,10 @@ majmin overlap of the two chord sequences. Prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-_HERE = os.path.dirname(os.path.realpath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE]
+# Run as a script from anywhere: the project root on the path (bench.*, tests.*).
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 

@@ -7,15 +7,11 @@ model's training set, or to prepare a split ahead of a benchmark run).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-# bench/ holds modules named like the standard library's (queue.py): drop
-# the script's folder from the path, add the project root.
-_HERE = os.path.dirname(os.path.realpath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE]
+# Run as a script from anywhere: the project root on the path (bench.*, tests.*).
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 

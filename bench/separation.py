@@ -71,10 +71,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-# bench/ holds modules named like the standard library's (queue.py): drop
-# the folder from sys.path, add the project root.
-_HERE = os.path.dirname(os.path.realpath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE]
+# Run as a script from anywhere: the project root on the path (bench.*, tests.*).
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 

@@ -4,12 +4,13 @@ audioq keys create --plan pro --credits 12000 --name acme [--json]
 audioq keys list [--json]
 audioq keys revoke KEY_ID
 audioq keys credit KEY_ID N
+audioq keys rotate-webhook-secret KEY_ID [--json]   # the old secret signs too for 24 h
 audioq assets expire            # run the expiry sweep once, now
 audioq assets reconcile         # delete orphan objects once, now
 audioq jobs list [--status S] [--op OP] [--key KEY_ID] | show ID | cancel ID
 audioq queues                   # depth, oldest wait, workers online per queue
 audioq health worker            # readiness of this host's workers (models present)
-audioq models fetch             # the pretrained models (AUDIOQ_MODEL_DIR)
+audioq models fetch             # the pretrained models (AUDIOQ_MODEL_DIR), compiled DSP kernels
 audioq stack up | down          # the whole stack locally (development)
 """
 
@@ -93,6 +94,20 @@ def keys_credit(a: argparse.Namespace) -> int:
     return 0
 
 
+def keys_rotate_webhook_secret(a: argparse.Namespace) -> int:
+    from shared import db, keys
+
+    settings, r = _state()
+    rot = keys.rotate_webhook_secret(r, a.key_id, grace_s=settings.webhook_secret_grace_s)
+    until = db.iso(rot.previous_valid_until)
+    if a.json:
+        print(json.dumps({"id": a.key_id, "webhook_secret": rot.current, "previous_valid_until": until}))
+    else:
+        print(f"webhook secret: {rot.current}")
+        print(f"the previous secret still signs deliveries until {until}")
+    return 0
+
+
 def assets_expire(a: argparse.Namespace) -> int:
     from shared import assets
     from shared.storage import Storage
@@ -155,13 +170,13 @@ def jobs_list(a: argparse.Namespace) -> int:
 
 
 def jobs_show(a: argparse.Namespace) -> int:
-    from shared import db, jobs
+    from shared import db, documents, jobs
 
     _, r = _state()
     job = jobs.get_any(r, a.job_id)
     row = _job_row(job)
     row["options"] = job.options
-    row["callback_status"] = r.hget(db.job_key(job.id), "callback_status")
+    row["callback_status"] = documents.callback_status(job)
     row["recoveries"] = int(r.hget(db.job_key(job.id), "recoveries") or 0)
     if a.json:
         print(json.dumps(row))
@@ -245,6 +260,14 @@ def models_fetch(a: argparse.Namespace) -> int:
 
     for path in models.fetch_all(Path(a.dir or model_dir_from_env())):
         print(f"ready: {path}")
+    # numba keeps compiled DSP kernels on disk beside their modules: compiled
+    # here once, a worker's pool processes load them at start instead of
+    # each compiling for ~10 s (and a fresh worker's first jobs waiting).
+    print("compiling the DSP kernels (numba cache)", flush=True)
+    from workers.dsp import warmup
+
+    warmup.warm_up()
+    print("ready: DSP kernels")
     return 0
 
 
@@ -272,6 +295,13 @@ def parser() -> argparse.ArgumentParser:
     cr.add_argument("key_id")
     cr.add_argument("amount", type=int)
     cr.set_defaults(func=keys_credit)
+    ws = k.add_parser(
+        "rotate-webhook-secret",
+        help="a new webhook secret; the old one also signs deliveries for AUDIOQ_WEBHOOK_SECRET_GRACE_S",
+    )
+    ws.add_argument("key_id")
+    ws.add_argument("--json", action="store_true")
+    ws.set_defaults(func=keys_rotate_webhook_secret)
 
     s = sub.add_parser("assets", help="asset housekeeping").add_subparsers(dest="cmd", required=True)
     s.add_parser("expire", help="delete expired assets now").set_defaults(func=assets_expire)

@@ -13,6 +13,7 @@ trap 'rm -rf "$tmp"' EXIT
 echo "lock: resolving .[dev] (a minute or two)"
 "$tmp/venv/bin/python" -m pip install -q '.[dev]'
 "$tmp/venv/bin/python" -m pip install -q --no-deps basic-pitch==0.4.0
+"$tmp/venv/bin/python" -m pip install -q ./client   # the API client (its tests run in the dev venv)
 {
   echo "# Versions the tests passed with: set-up (scripts/setup.sh), CI and the Docker image"
   echo "# install with -c constraints.txt. Regenerate with scripts/lock.sh after changing pyproject.toml."

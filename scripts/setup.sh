@@ -15,6 +15,9 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+# docs/getting-started.md's commands, which a test runs.
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v jq >/dev/null 2>&1 || need+=(jq)
 # Debian splits venv/ensurepip out of python3 itself.
 if [ ! -x .venv/bin/python ] && ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
   ver=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
@@ -37,7 +40,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp=.venv/.audioq-installed
-if [ ! -f "$stamp" ] || ! cat pyproject.toml constraints.txt | cmp -s - "$stamp"; then
+if [ ! -f "$stamp" ] || ! cat pyproject.toml client/pyproject.toml constraints.txt | cmp -s - "$stamp"; then
   say "installing Python packages into .venv (pinned by constraints.txt; about a minute the first time)"
   .venv/bin/python -m pip install --upgrade --progress-bar off -q pip
   if ! .venv/bin/python -m pip install --progress-bar off -c constraints.txt -e '.[dev]' \
@@ -48,8 +51,12 @@ if [ ! -f "$stamp" ] || ! cat pyproject.toml constraints.txt | cmp -s - "$stamp"
   # metadata asks for TensorFlow, so it goes in without dependencies (the
   # product needs only its model file, which `audioq models fetch` copies).
   .venv/bin/python -m pip install --progress-bar off -q --no-deps -c constraints.txt basic-pitch==0.4.0
+  # The API client (client/, its own package: httpx + tqdm), editable, so the
+  # tests drive the real command line against the real stack.
+  .venv/bin/python -m pip install --progress-bar off -q -c constraints.txt -e client/ >> .venv/pip.log 2>&1 \
+    || { cat .venv/pip.log; exit 1; }
   grep -h '^Successfully installed' .venv/pip.log | cut -c1-160 || true
-  cat pyproject.toml constraints.txt > "$stamp"
+  cat pyproject.toml client/pyproject.toml constraints.txt > "$stamp"
   say "Python packages ready"
 fi
 

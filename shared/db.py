@@ -7,7 +7,9 @@ never share a keyspace. Celery keeps no results: job state is here only.
 | key pattern                      | type   | TTL                 | written by                     |
 |----------------------------------|--------|---------------------|--------------------------------|
 | aq:apikey:{sha256(key)}          | string | none                | keys.create (-> key id)        |
-| aq:key:{key_id}                  | hash   | none                | keys.create / revoke           |
+| aq:key:{key_id}                  | hash   | none                | keys.create / revoke / rotate  |
+|   fields: id name plan created_at revoked test hash webhook_secret                    |
+|   webhook_secret_previous webhook_secret_previous_until (keys.rotate_webhook_secret)  |
 | aq:keys                          | zset   | none                | keys.create (id by created_at) |
 | aq:credits:{key_id}              | string | none                | keys.create / credit, jobs     |
 | aq:asset:{asset_id}              | hash   | none (swept)        | assets.register / expire       |
@@ -18,7 +20,8 @@ never share a keyspace. Celery keeps no results: job state is here only.
 |   fields: id owner op status progress options asset_id sha256 created_at started_at   |
 |   finished_at result error cost billed refunded cache trace_id attempts callback_url  |
 |   token (current attempt) heartbeat_at deadline (first start + hard limit + 60 s)     |
-|   queue recoveries worker (host:pid of the last start) callback_status                 |
+|   queue recoveries worker (host:pid of the last start)                                 |
+|   cb_attempts cb_last_status cb_last_error cb_delivered_at (jobs.record_callback)      |
 | aq:owner:{key_id}:jobs           | zset   | none (pruned lazily)| jobs.submit (by created_at)    |
 | aq:jobs:active                   | zset   | none                | jobs (id by deadline)          |
 | aq:jobs:all                      | zset   | none (pruned lazily)| jobs.submit (by created_at)    |

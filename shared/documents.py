@@ -30,6 +30,18 @@ def _links(r, storage: Storage, job: jobs.Job, value):
     return outputs.render(value, storage, int(expires_at - db.now()))
 
 
+def callback_status(job: jobs.Job, camel: bool = False) -> dict | None:
+    """The callback delivery's state, times in ISO 8601 (None without a callback URL)."""
+    st = job.callback_status
+    if st is None:
+        return None
+    st = {**st, "delivered_at": db.iso(st["delivered_at"])}
+    if camel:
+        names = {"last_status": "lastStatus", "last_error": "lastError", "delivered_at": "deliveredAt"}
+        return {names.get(k, k): v for k, v in st.items()}
+    return st
+
+
 def job_document(r, storage: Storage, job: jobs.Job) -> dict:
     return {
         **({"test": True} if job.test else {}),
@@ -44,6 +56,7 @@ def job_document(r, storage: Storage, job: jobs.Job) -> dict:
         "asset_expires_at": db.iso(_expires(r, job)),
         "result": _links(r, storage, job, job.result),
         "error": job.error,
+        "callback_status": callback_status(job),
         "_meta": {
             "cache": job.cache,
             "latency_ms": job.latency_ms,
@@ -73,6 +86,7 @@ def task_document(r, storage: Storage, job: jobs.Job) -> dict:
         "createdAt": db.iso(job.created_at),
         "finishedAt": db.iso(job.finished_at),
         "targets": targets,
+        "callbackStatus": callback_status(job, camel=True),
     }
     if job.result and "model" in job.result:
         doc["separationModel"] = job.result["model"]
@@ -86,8 +100,24 @@ def task_document(r, storage: Storage, job: jobs.Job) -> dict:
 
 
 def render(r, storage: Storage, job: jobs.Job) -> dict:
-    """The document that describes ``job`` in its operation's dialect (what
-    the API shows and what a callback sends)."""
+    """The document that describes ``job`` in its operation's dialect."""
     if operations.get(job.op).document == "task":
         return task_document(r, storage, job)
     return job_document(r, storage, job)
+
+
+def event_type(job: jobs.Job) -> str:
+    """The webhook event type of a finished job: ``job.completed``,
+    ``job.failed`` or ``job.cancelled`` (also for a task, whose own status
+    word for a cancelled job is ``failed``)."""
+    return f"job.{job.status}"
+
+
+def webhook_payload(r, storage: Storage, job: jobs.Job) -> dict:
+    """What a callback POSTs: the event ``type`` and ``timestamp`` (when the
+    job ended) of Standard Webhooks, then the document in the job's dialect,
+    without its callback delivery state (which this very delivery changes)."""
+    doc = render(r, storage, job)
+    doc.pop("callback_status", None)
+    doc.pop("callbackStatus", None)
+    return {"type": event_type(job), "timestamp": db.iso(job.finished_at), **doc}

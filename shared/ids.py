@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 
 
@@ -22,3 +23,9 @@ def api_key(test: bool = False) -> str:
 
 def secret() -> str:
     return secrets.token_hex(32)
+
+
+def webhook_secret() -> str:
+    """``whsec_`` + base64 of 32 random bytes: the Standard Webhooks format
+    (24 to 64 bytes, base64, the prefix naming what it is)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")

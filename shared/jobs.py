@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +79,11 @@ class Job:
     test: bool = False  # submitted with a test-mode key (never charged)
     heartbeat_at: float | None = None
     worker: str = ""  # host:pid of the last start
+    # How the callback delivery went (see record_callback).
+    callback_attempts: int = 0
+    callback_last_status: int | None = None
+    callback_last_error: str = ""
+    callback_delivered_at: float | None = None
 
     @classmethod
     def from_hash(cls, h: Mapping[str, str]) -> Job:
@@ -113,6 +118,10 @@ class Job:
             test=h.get("test") == "1",
             heartbeat_at=opt_float("heartbeat_at"),
             worker=h.get("worker", ""),
+            callback_attempts=int(h.get("cb_attempts") or 0),
+            callback_last_status=int(h["cb_last_status"]) if h.get("cb_last_status") else None,
+            callback_last_error=h.get("cb_last_error", ""),
+            callback_delivered_at=opt_float("cb_delivered_at"),
         )
 
     @property
@@ -122,6 +131,19 @@ class Job:
     @property
     def credits_used(self) -> int:
         return 0 if (self.refunded or not self.billed) else self.cost
+
+    @property
+    def callback_status(self) -> dict[str, Any] | None:
+        """``{attempts, last_status, last_error, delivered_at}`` (times as
+        Unix seconds), or None when the job has no callback URL."""
+        if not self.callback_url:
+            return None
+        return {
+            "attempts": self.callback_attempts,
+            "last_status": self.callback_last_status,
+            "last_error": self.callback_last_error or None,
+            "delivered_at": self.callback_delivered_at,
+        }
 
     @property
     def latency_ms(self) -> int | None:
@@ -727,9 +749,31 @@ def clear_pending_send(r: redis.Redis, job_id: str) -> None:
     r.hdel(db.PENDING_SENDS, job_id)
 
 
-def record_callback(r: redis.Redis, job_id: str, outcome: str) -> None:
-    """Record how the job's callback delivery went (``callback_status``)."""
-    r.hset(db.job_key(job_id), "callback_status", outcome)
+_RECORD_CALLBACK = """
+-- KEYS: job; ARGV: HTTP status ('' = none), error ('' = none), delivered at ('' = not delivered)
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'cb_attempts', 1)
+redis.call('HSET', KEYS[1], 'cb_last_status', ARGV[1], 'cb_last_error', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'cb_delivered_at', ARGV[3]) end
+return 1
+"""
+
+
+def record_callback(
+    r: redis.Redis, job_id: str, *, status: int | None, error: str = "", delivered_at: float | None = None
+) -> None:
+    """Count one callback attempt and its outcome (``callback_status``): the
+    receiver's HTTP status if it answered, an error a person can act on if the
+    attempt did not deliver, the time if it did. A job record that expired
+    meanwhile is not brought back."""
+    r.eval(
+        _RECORD_CALLBACK,
+        1,
+        db.job_key(job_id),
+        "" if status is None else str(status),
+        error,
+        "" if delivered_at is None else repr(delivered_at),
+    )
 
 
 def cached(
@@ -775,6 +819,45 @@ def wait(r: redis.Redis, job_id: str, timeout_s: float) -> Job:
         return job
     finally:
         pubsub.close()
+
+
+def watch(
+    r: redis.Redis,
+    job_id: str,
+    *,
+    max_s: float,
+    heartbeat_s: float,
+    poll_s: float = 0.5,
+) -> Iterator[Job | None]:
+    """Follow a job: yields it now, then each time its status or progress
+    changes, until it has finished (its final state is the last yield) or
+    ``max_s`` seconds passed; yields None after ``heartbeat_s`` seconds
+    without a change (for keep-alives). Stops if the record disappears.
+
+    It polls two fields every ``poll_s`` seconds — a cheap read — rather than
+    holding a pub/sub connection per watcher. ``time.sleep`` is looked up at
+    each call, so gevent's patched (cooperative) one is used: a watcher parks
+    a greenlet, not a worker."""
+    start = time.monotonic()
+    last: tuple[str, str] | None = None
+    quiet_since = start
+    while True:
+        status, progress = r.hmget(db.job_key(job_id), "status", "progress")
+        if status is None:
+            return
+        now = time.monotonic()
+        if (status, progress) != last:
+            last, quiet_since = (status, progress), now
+            job = get_any(r, job_id)
+            yield job
+            if job.finished:
+                return
+        elif now - quiet_since >= heartbeat_s:
+            quiet_since = now
+            yield None
+        if now - start >= max_s:
+            return
+        time.sleep(poll_s)
 
 
 # --------------------------------------------------------------------------- housekeeping

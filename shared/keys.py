@@ -79,7 +79,7 @@ def create(
                 "revoked": "0",
                 "test": "1" if test else "0",
                 "hash": hash_key(secret),
-                "webhook_secret": ids.secret(),
+                "webhook_secret": ids.webhook_secret(),
             },
         )
         p.zadd(db.KEYS_INDEX, {rec.id: rec.created_at})
@@ -105,8 +105,55 @@ def get(r: redis.Redis, key_id: str) -> ApiKey | None:
 
 
 def webhook_secret(r: redis.Redis, key_id: str) -> str:
-    """The key's secret for signing callbacks (``X-Audioq-Signature``)."""
+    """The key's current secret for signing callbacks (see shared.webhooks)."""
     return r.hget(db.key_key(key_id), "webhook_secret") or ""
+
+
+@dataclass(frozen=True)
+class WebhookSecrets:
+    current: str
+    previous: str  # "" when there is none, or it is no longer valid
+    previous_valid_until: float | None
+
+    @property
+    def signing(self) -> list[str]:
+        """Every secret a delivery is signed with, the current one first."""
+        return [s for s in (self.current, self.previous) if s]
+
+
+def webhook_secrets(r: redis.Redis, key_id: str, now: float | None = None) -> WebhookSecrets:
+    """The current secret and, within its grace period after a rotation, the
+    previous one (both sign deliveries until then)."""
+    cur, prev, until = r.hmget(
+        db.key_key(key_id), "webhook_secret", "webhook_secret_previous", "webhook_secret_previous_until"
+    )
+    t = db.now() if now is None else now
+    if not prev or not until or float(until) <= t:
+        return WebhookSecrets(cur or "", "", None)
+    return WebhookSecrets(cur or "", prev, float(until))
+
+
+_ROTATE = """
+local cur = redis.call('HGET', KEYS[1], 'webhook_secret')
+if not cur then return 0 end
+redis.call('HSET', KEYS[1], 'webhook_secret', ARGV[1], 'webhook_secret_previous', cur,
+           'webhook_secret_previous_until', ARGV[2])
+return 1
+"""
+
+
+def rotate_webhook_secret(
+    r: redis.Redis, key_id: str, *, grace_s: float, now: float | None = None
+) -> WebhookSecrets:
+    """Give the key a new webhook secret; the one it replaces still signs
+    deliveries (beside the new one) for ``grace_s`` seconds, so receivers can
+    switch without missing any. Rotating again within that time replaces the
+    previous secret with the one being retired (only two are ever valid)."""
+    t = db.now() if now is None else now
+    new, until = ids.webhook_secret(), t + grace_s
+    if not r.eval(_ROTATE, 1, db.key_key(key_id), new, repr(until)):
+        raise ApiError(404, f"Cannot find key {key_id}", "key_not_found")
+    return webhook_secrets(r, key_id, now=t)
 
 
 def list_all(r: redis.Redis) -> list[tuple[ApiKey, int]]:

@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from shared import results
 from shared.errors import ApiError
 
 
@@ -107,6 +108,12 @@ class Operation:
     # Model files (in AUDIOQ_MODEL_DIR, from `audioq models fetch`) a worker
     # of this operation's queue needs: it says so at start and in readiness.
     models: tuple[str, ...] = ()
+    # JSON Schema of the job's result (shared/results.py): the OpenAPI
+    # document publishes it, and tests hold real results to it.
+    result: Mapping[str, object] = field(default_factory=dict)
+    # Seconds a client should wait between polls of a job (Retry-After on a
+    # 202): about a tenth of a typical run, at least 1.
+    poll_s: int = 1
 
     def parse_options(self, raw: Mapping[str, object]) -> dict[str, object]:
         unknown = sorted(set(raw) - set(self.options))
@@ -159,7 +166,7 @@ def _long(name: str, task: str, version: str, cost: int, limit: int, **kw) -> Op
         soft_time_limit=limit,
         time_limit=limit + 60,
         outputs=True,
-        **kw,
+        **{"poll_s": 5, **kw},
     )
 
 
@@ -193,6 +200,12 @@ PITCH_HZ = (30.0, 2000.0)
 NOTE_MODEL = "basic-pitch-nmp.onnx"
 SEPARATION_MODEL = "spleeter-2stems.onnx"
 
+# The stems of the v1 separations (workers/dsp/separation.py produces them).
+STEMS: dict[int, tuple[str, ...]] = {
+    2: ("vocals", "accompaniment"),
+    4: ("vocals", "drums", "bass", "other"),
+}
+
 # The tasks dialect's models, and those only the 4-stem separation gives.
 TASK_MODELS = ("vocals", "instrumental", "drums", "bass", "other")
 FOUR_STEM_MODELS = frozenset({"drums", "bass", "other"})
@@ -223,18 +236,19 @@ def _targets_bill_as(options: Mapping[str, object]) -> str:
 OPERATIONS: dict[str, Operation] = {
     op.name: op
     for op in [
-        _fast("bpm", "audioq.analysis.analyze_tempo", "tempo-2", cost=1),
-        _fast("key", "audioq.analysis.analyze_key", "key-2", cost=1),
-        _fast("lufs", "audioq.analysis.measure_loudness", "loudness-2", cost=1),
-        _fast("key-bpm", "audioq.analysis.analyze_key_tempo", "keytempo-2", cost=2),
-        _fast("beatgrid", "audioq.analysis.track_beat_grid", "beats-2", cost=2),
-        _fast("chords", "audioq.analysis.recognize_chords", "chords-2", cost=3),
+        _fast("bpm", "audioq.analysis.analyze_tempo", "tempo-3", cost=1, result=results.TEMPO),
+        _fast("key", "audioq.analysis.analyze_key", "key-2", cost=1, result=results.KEY),
+        _fast("lufs", "audioq.analysis.measure_loudness", "loudness-2", cost=1, result=results.LOUDNESS),
+        _fast("key-bpm", "audioq.analysis.analyze_key_tempo", "keytempo-3", cost=2, result=results.KEY_TEMPO),
+        _fast("beatgrid", "audioq.analysis.track_beat_grid", "beats-2", cost=2, result=results.BEATGRID),
+        _fast("chords", "audioq.analysis.recognize_chords", "chords-2", cost=3, result=results.CHORDS),
         _fast(
             "pitch",
             "audioq.analysis.track_pitch",
             "pitch-1",
             cost=3,
             check=_check_pitch_range,
+            result=results.PITCH,
             options={
                 "fmin": Option(float, 65.0, *PITCH_HZ, help="lowest f0 searched, Hz"),
                 "fmax": Option(float, 1000.0, *PITCH_HZ, help="highest f0 searched, Hz"),
@@ -247,9 +261,11 @@ OPERATIONS: dict[str, Operation] = {
             task="audioq.analysis.analyze_track",
             queue="analysis",
             cost=6,
-            version="bundle-3",
+            version="bundle-4",
             soft_time_limit=600,
             time_limit=660,
+            result=results.ANALYSIS,
+            poll_s=2,
         ),
         _fast(
             "identify",
@@ -258,6 +274,7 @@ OPERATIONS: dict[str, Operation] = {
             cost=2,
             cache=False,
             query_input=True,
+            result=results.IDENTIFY,
         ),
         _long(
             "master",
@@ -272,6 +289,7 @@ OPERATIONS: dict[str, Operation] = {
                 "ceiling_dbtp": Option(float, -1.0, -6.0, 0.0, help="true-peak ceiling of the output, dBTP"),
                 "format": _format,
             },
+            result=results.MASTER,
         ),
         _long(
             "separate/2stem",
@@ -281,6 +299,7 @@ OPERATIONS: dict[str, Operation] = {
             limit=1800,
             options={"format": _format},
             models=(SEPARATION_MODEL,),
+            result=results.stems(STEMS[2]),
         ),
         _long(
             "separate/4stem",
@@ -290,6 +309,7 @@ OPERATIONS: dict[str, Operation] = {
             limit=1800,
             options={"format": _format},
             models=(SEPARATION_MODEL,),
+            result=results.stems(STEMS[4]),
         ),
         _long(
             "transcribe",
@@ -300,6 +320,7 @@ OPERATIONS: dict[str, Operation] = {
             check=_check_midi_range,
             options=_transcription_options,
             models=(NOTE_MODEL,),
+            result=results.TRANSCRIPTION,
         ),
         _long(
             "segment-transcribe",
@@ -310,6 +331,7 @@ OPERATIONS: dict[str, Operation] = {
             check=_check_midi_range,
             options=_transcription_options,
             models=(NOTE_MODEL,),
+            result=results.SEGMENTS,
         ),
         # The tasks dialect's one separation run per task (POST /tasks):
         # ``targets`` is "model=fmt,fmt;model=fmt", built and checked by that front.
@@ -324,6 +346,7 @@ OPERATIONS: dict[str, Operation] = {
             document="task",
             bills_as=_targets_bill_as,
             models=(SEPARATION_MODEL,),
+            result=results.TARGETS,
         ),
     ]
 }

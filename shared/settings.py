@@ -138,6 +138,12 @@ class Settings:
     fetch_timeout_s: float = 60.0
     # Callback deliveries: attempts (with exponential backoff) before giving up.
     callback_attempts: int = 8
+    # After a webhook secret is rotated, the old one still signs deliveries this long.
+    webhook_secret_grace_s: int = DAY
+    # GET /v1/jobs/{id}/events: a stream ends after this long (clients reconnect)
+    # and sends a comment line this often to keep proxies from closing it.
+    events_max_s: float = 300.0
+    events_heartbeat_s: float = 15.0
     # Test-mode keys: audio processed at most this long; assets live this long.
     test_max_duration_s: float = 30.0
     test_asset_ttl_s: int = HOUR
@@ -239,6 +245,11 @@ class Settings:
             fetch_allowlist=tuple(x.strip() for x in get("FETCH_ALLOWLIST", "").split(",") if x.strip()),
             fetch_timeout_s=_float(env, "AUDIOQ_FETCH_TIMEOUT_S", d.fetch_timeout_s),
             callback_attempts=max(1, _int(env, "AUDIOQ_CALLBACK_ATTEMPTS", d.callback_attempts)),
+            webhook_secret_grace_s=max(
+                0, _int(env, "AUDIOQ_WEBHOOK_SECRET_GRACE_S", d.webhook_secret_grace_s)
+            ),
+            events_max_s=max(1.0, _float(env, "AUDIOQ_EVENTS_MAX_S", d.events_max_s)),
+            events_heartbeat_s=max(1.0, _float(env, "AUDIOQ_EVENTS_HEARTBEAT_S", d.events_heartbeat_s)),
             test_max_duration_s=_float(env, "AUDIOQ_TEST_MAX_DURATION_S", d.test_max_duration_s),
             test_asset_ttl_s=_int(env, "AUDIOQ_TEST_ASSET_TTL_S", d.test_asset_ttl_s),
         )

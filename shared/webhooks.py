@@ -1,26 +1,34 @@
 """Signed webhook callbacks: ``POST`` a JSON document to a client's URL.
 
-Signature format (what receivers implement)::
+Two signature schemes ride on every delivery; receivers check either.
+
+**Standard Webhooks** (https://www.standardwebhooks.com, symmetric ``v1``)::
+
+    webhook-id: job_...             # the same on every retry: drop duplicates with it
+    webhook-timestamp: 1764750000   # unix seconds of this attempt
+    webhook-signature: v1,<base64>  [v1,<base64> ...]
+
+each ``<base64>`` the HMAC-SHA256 of ``"{webhook-id}.{webhook-timestamp}.{body}"``
+(the raw body bytes) keyed with the secret's bytes: the secret is
+``whsec_`` + base64 of 32 random bytes, and the key is the base64-decoded
+part after the prefix — what the standard's libraries do, so they verify
+our deliveries as they are. The header lists several signatures during a
+rotation (:func:`shared.keys.rotate_webhook_secret`): one per secret still
+valid, the newest first; a receiver accepts the delivery if any of them
+matches one of its secrets. The signed timestamp is what defeats replays:
+:func:`verify_standard` refuses one older (or newer) than a tolerance.
+
+**Legacy** (kept for existing receivers)::
 
     X-Audioq-Signature: sha256=<hex>
+    X-Audioq-Delivery: <the webhook-id>
 
-``<hex>`` is the lower-case hex HMAC-SHA256 of the raw request body — the
-bytes exactly as received, before any JSON parsing — keyed with the API
-key's webhook secret encoded as UTF-8. It is the scheme of GitHub's
-``X-Hub-Signature-256``, so existing receiver code works. Receivers should
-compare in constant time (``hmac.compare_digest``); :func:`verify` does.
-
-Other headers:
-
-* ``X-Audioq-Delivery``: an id for the delivery, the same on every retry of
-  it, so a receiver can drop duplicates (at-least-once delivery). The
-  caller passes one (the job id is a good choice); by default it is derived
-  from the body, which is equally stable across retries.
-* No timestamp header: the signature covers the body only, as the design
-  contract states, and an unsigned timestamp would prove nothing. Replay
-  protection comes from the signed body itself — the job document carries
-  its ``job_id`` and ``finished_at``, so a receiver can refuse a job it has
-  already handled or a document older than it cares for.
+``<hex>`` is the lower-case hex HMAC-SHA256 of the raw body keyed with the
+whole secret string (``whsec_...`` included) as UTF-8 — GitHub's
+``X-Hub-Signature-256`` scheme. It covers the body only (no timestamp) and
+is made with the current secret only, so rotating the secret breaks it at
+once for a receiver that still holds the old one; prefer the standard
+headers.
 
 Delivery is one attempt per :func:`deliver` call; the retry policy lives in
 the caller's Celery task (``workers/tasks/callbacks.py`` retries by hand with
@@ -32,17 +40,24 @@ is returned like any other final answer.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
 import hashlib
 import hmac
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from shared import urlfetch
 
 SIGNATURE_HEADER = "X-Audioq-Signature"
 DELIVERY_HEADER = "X-Audioq-Delivery"
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+STANDARD_SIGNATURE_HEADER = "webhook-signature"
+SECRET_PREFIX = "whsec_"
+TOLERANCE_S = 300  # the standard's default: a delivery older or newer than 5 min is refused
 _PREFIX = "sha256="
 
 
@@ -57,6 +72,73 @@ class DeliveryError(Exception):
         self.message = message
         self.status = status
         self.retry_after = retry_after
+
+
+class WebhookVerificationError(Exception):
+    """A delivery that does not verify: a header missing or malformed, its
+    timestamp outside the tolerance, or no signature matching a secret."""
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a secret: the base64 after ``whsec_``, decoded leniently
+    (padding added) as the standard's libraries do, so a receiver using one of
+    them with the same secret computes the same signatures."""
+    try:
+        return base64.b64decode(secret.removeprefix(SECRET_PREFIX) + "==")
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def sign_standard(msg_id: str, timestamp: int, body: bytes, secret: str) -> str:
+    """``"v1,<base64 HMAC-SHA256 of '{msg_id}.{timestamp}.{body}'>"``."""
+    signed = f"{msg_id}.{int(timestamp)}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(secret_key(secret), signed, hashlib.sha256).digest()).decode()
+
+
+def standard_headers(msg_id: str, timestamp: int, body: bytes, secrets_: Sequence[str]) -> dict[str, str]:
+    """The three Standard Webhooks headers, one signature per secret."""
+    return {
+        ID_HEADER: msg_id,
+        TIMESTAMP_HEADER: str(int(timestamp)),
+        STANDARD_SIGNATURE_HEADER: " ".join(sign_standard(msg_id, timestamp, body, s) for s in secrets_),
+    }
+
+
+def verify_standard(
+    body: bytes,
+    headers: Mapping[str, str],
+    secrets_: str | Sequence[str],
+    *,
+    tolerance_s: float = TOLERANCE_S,
+    now: float | None = None,
+) -> None:
+    """Check a delivery: ``webhook-timestamp`` within ``tolerance_s`` seconds
+    of ``now`` (default: the clock) and a ``v1`` signature in
+    ``webhook-signature`` that one of ``secrets_`` made over ``body`` (the raw
+    bytes received). Raises :class:`WebhookVerificationError` otherwise.
+    Header names are matched case-insensitively. Pure: no I/O."""
+    h = {k.lower(): v for k, v in headers.items()}
+    msg_id, stamp, sigs = h.get(ID_HEADER), h.get(TIMESTAMP_HEADER), h.get(STANDARD_SIGNATURE_HEADER)
+    if not (msg_id and stamp and sigs):
+        raise WebhookVerificationError("missing webhook-id, webhook-timestamp or webhook-signature")
+    try:
+        ts = int(stamp)
+    except ValueError:
+        raise WebhookVerificationError("webhook-timestamp is not an integer") from None
+    t = time.time() if now is None else now
+    if ts < t - tolerance_s:
+        raise WebhookVerificationError("webhook-timestamp is too old (a replay?)")
+    if ts > t + tolerance_s:
+        raise WebhookVerificationError("webhook-timestamp is in the future")
+    candidates = [secrets_] if isinstance(secrets_, str) else list(secrets_)
+    expected = [sign_standard(msg_id, ts, body, s).encode() for s in candidates if s]
+    for given in sigs.split():
+        if not given.startswith("v1,"):
+            continue  # another scheme (v1a: asymmetric): not ours to check
+        g = given.encode("utf-8", "replace")
+        if any(hmac.compare_digest(g, e) for e in expected):
+            return
+    raise WebhookVerificationError("no signature matches the secret")
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -91,7 +173,7 @@ def _retry_after(value: str | None) -> float | None:
 def deliver(
     url: str,
     body: bytes,
-    secret: str,
+    secret: str | Sequence[str],
     *,
     allow: Sequence[str],
     timeout_s: float = 10,
@@ -99,8 +181,15 @@ def deliver(
     user_agent: str = "audioq-webhooks",
     field: str = "callback_url",
     tls: ssl.SSLContext | None = None,
+    now: float | None = None,
 ) -> int:
     """POST ``body`` (a JSON document) to ``url``, signed; one attempt.
+
+    ``secret``: the current secret, or every secret still valid, the current
+    one first (each signs ``webhook-signature``; the legacy header uses the
+    first). ``delivery_id`` is the ``webhook-id`` (default: derived from the
+    body, equally stable across retries); ``now`` the attempt's time
+    (default: the clock).
 
     Returns the receiver's status when the outcome is final: 2xx (delivered)
     or any other status that retrying will not change (3xx, 4xx other than
@@ -111,11 +200,14 @@ def deliver(
     final, do not retry. ``field`` names the URL in messages; ``tls`` as in
     :func:`shared.urlfetch.open_url`.
     """
+    secrets_ = [secret] if isinstance(secret, str) else (list(secret) or [""])
+    msg_id = delivery_id or hashlib.sha256(body).hexdigest()[:32]
     headers = {
         "Content-Type": "application/json",
         "User-Agent": user_agent,
-        SIGNATURE_HEADER: sign(body, secret),
-        DELIVERY_HEADER: delivery_id or hashlib.sha256(body).hexdigest()[:32],
+        SIGNATURE_HEADER: sign(body, secrets_[0]),
+        DELIVERY_HEADER: msg_id,
+        **standard_headers(msg_id, int(time.time() if now is None else now), body, secrets_),
         "Connection": "close",
     }
     try:

@@ -144,6 +144,18 @@ def upload(client):
     return do
 
 
+@pytest.fixture
+def http_server():
+    """A real HTTP server on 127.0.0.1 (tests/localhttp.py): serves files,
+    records what is POSTed to it (callback deliveries)."""
+    import localhttp
+
+    server = localhttp.Server()
+    httpd = localhttp.start(server)
+    yield server
+    httpd.shutdown()
+
+
 def _child_env(stack_env: dict[str, str], extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIOQ_")}
     env.update(stack_env)

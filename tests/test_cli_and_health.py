@@ -109,15 +109,14 @@ def test_openapi_lists_every_route_and_operation(client):
     for path in (
         "/v1/assets/upload",
         "/assets",
-        "/v1/jobs/{id}",
+        "/v1/jobs/{job_id}",
         "/readyz",
         "/tasks",
-        "/tasks/{id}",
+        "/tasks/{task_id}",
         "/v1/account",
     ):
         assert path in spec["paths"]
-    page = client.get("/docs")
-    assert page.status_code == 200 and b"/v1/bpm" in page.data
+    assert client.get("/docs").status_code == 200
 
 
 def test_a_worker_without_its_models_says_so_and_fails_jobs_cleanly(

@@ -172,6 +172,14 @@ def test_octave_errors_name_the_true_tempo_as_an_alternative(results):
     assert missed == []
 
 
+def test_alternatives_are_levels_the_track_is_periodic_at():
+    """A metrical level the accent is anti-correlated at is not listed (it
+    gave a confidence below 0: found by tests/test_openapi.py's schema check)."""
+    x = synth.chord_progression("A", "minor", 5.0, sr=ANALYSIS_SR, seed=4, with_drums=True)
+    r = estimate_tempo(np.asarray(x, np.float32), ANALYSIS_SR)
+    assert r.alternatives and all(0.0 < a.confidence <= 1.0 for a in r.alternatives), r
+
+
 def test_a_clear_beat_has_no_strong_alternative():
     r = estimate_tempo(synth.drum_pattern(120.0, SECONDS, ANALYSIS_SR, "rock", seed=1), ANALYSIS_SR)
     assert all(a.confidence < 0.6 * r.confidence for a in r.alternatives), r

@@ -150,7 +150,7 @@ def test_redis_killed_and_restarted_on_its_aof_loses_nothing(stack):
     s.start_beat()
     s.start_worker("w", queues="analysis,maintenance", concurrency=2)
     secret, key_id = s.key(credits=1000)
-    aids = [upload(url, secret, wav(20.0, seed=40 + i)) for i in range(4)]
+    aids = [upload(url, secret, wav(60.0, seed=40 + i)) for i in range(4)]
     ops = ["bpm", "key", "lufs", "beatgrid", "chords"]
     accepted = []
     for i in range(12):
@@ -158,6 +158,8 @@ def test_redis_killed_and_restarted_on_its_aof_loses_nothing(stack):
         assert resp.status_code == 202, resp.text
         accepted.append((resp.json()["job_id"], ops[i % len(ops)]))
     time.sleep(1.5)  # appendfsync everysec: what was accepted a second ago is on disk
+    unfinished = sum(s.job(job_id)["status"] in ("queued", "running") for job_id, _ in accepted)
+    assert unfinished > 0, "every job finished before the fault: nothing was tested"
     s.kill("redis")
     time.sleep(3)
     s.start_redis()
@@ -167,7 +169,10 @@ def test_redis_killed_and_restarted_on_its_aof_loses_nothing(stack):
     charged = sum(operations.OPERATIONS[op].cost for _, op in accepted)
     assert s.balance(key_id) == 1000 - charged
     took = time.monotonic() - t0
-    print(f"\nFAULT redis-restart: {len(accepted)} jobs, all completed {took:.1f} s after the restart")
+    print(
+        f"\nFAULT redis-restart: {len(accepted)} jobs, {unfinished} queued or running at the kill, "
+        f"all completed {took:.1f} s after the restart"
+    )
 
 
 def test_s3_outage_gives_clear_503s_and_jobs_ride_it_out(stack):

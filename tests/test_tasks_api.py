@@ -8,7 +8,6 @@ import json
 import time
 import urllib.request
 
-import localhttp
 import numpy as np
 import pytest
 import soundfile as sf
@@ -27,14 +26,6 @@ def mix_wav() -> bytes:
     buf = io.BytesIO()
     sf.write(buf, np.stack([y, y], axis=1), SR, format="WAV", subtype="PCM_16")
     return buf.getvalue()
-
-
-@pytest.fixture
-def http_server():
-    server = localhttp.Server()
-    httpd = localhttp.start(server)
-    yield server
-    httpd.shutdown()
 
 
 def create(client, key, body: dict, **headers):
@@ -296,8 +287,14 @@ def test_task_callback_is_signed_and_retried(client, api_key, upload, worker, ht
     doc = json.loads(second.body)
     assert doc["id"] == task_id and doc["status"] == "completed"
     assert doc["targets"][0]["output"][0]["format"] == "wav"
+    assert doc["type"] == "job.completed" and "callbackStatus" not in doc
+    webhooks.verify_standard(second.body, second.headers, secret)
+    assert first.headers["webhook-id"] == second.headers["webhook-id"] == task_id
     time.sleep(1.5)
     assert len(http_server.received) == 2  # delivered once it succeeded
+    status = client.get(f"/tasks/{task_id}", headers=key.headers).get_json()["callbackStatus"]
+    assert status["attempts"] == 2 and status["lastStatus"] == 200 and status["lastError"] is None
+    assert status["deliveredAt"].endswith("Z")
 
 
 def test_v1_job_callback(client, api_key, upload, worker, http_server, mix_wav):

@@ -14,7 +14,7 @@ _CHUNK = 256 * 1024
 
 
 def _malformed(detail: str) -> ApiError:
-    return ApiError(400, f"Malformed multipart/form-data body: {detail}")
+    return ApiError(400, f"Malformed multipart/form-data body: {detail}", "invalid_multipart")
 
 
 def file_field(
@@ -56,4 +56,4 @@ def file_field(
                 raise _malformed("the body ended inside the file part")
 
             return ev.filename or "", content_type, data()
-    raise ApiError(400, f"The multipart body has no {field!r} file field")
+    raise ApiError(400, f"The multipart body has no {field!r} file field", "invalid_multipart")

@@ -67,7 +67,9 @@ def upload_tasks():
         raise ApiError(415, "Send the file as multipart/form-data with a field named 'file'")
     boundary = opts.get("boundary")
     if not boundary:
-        raise ApiError(400, "Malformed multipart/form-data body: the Content-Type has no boundary")
+        raise ApiError(
+            400, "Malformed multipart/form-data body: the Content-Type has no boundary", "invalid_multipart"
+        )
     uploads.admit(overhead=MULTIPART_OVERHEAD)
     filename, _part_type, chunks = file_field(uploads.body(), boundary)
     asset, created = uploads.store(assets.IterReader(chunks).read, name=filename)

@@ -15,7 +15,7 @@ from flask import Blueprint, g, jsonify, request
 from shared import assets, db, documents, jobs, operations, urlfetch
 from shared.errors import ApiError
 from web import auth, params, services, uploads
-from web.api.jobs import callback_target, json_body
+from web.api.jobs import NOT_GIVEN, callback_target, json_body
 from web.submit import submit_job
 
 bp = Blueprint("tasks", __name__)
@@ -26,30 +26,42 @@ FIELDS = ("assetId", "url", "targets", "callbackUrl", "callback_url")
 NOT_FOUND = "Cannot find task"
 
 
+def _invalid(field: str, message: str) -> ApiError:
+    """A malformed field of the task request, named in ``field``."""
+    return ApiError(400, message, "invalid_field", field=field)
+
+
 def _targets(raw: object) -> dict[str, list[str]]:
     example = 'e.g. "targets": [{"model": "vocals", "formats": ["wav"]}]'
     if not isinstance(raw, list) or not raw:
-        raise ApiError(400, f"'targets' must be a non-empty list of {{model, formats}}; {example}")
+        raise _invalid("targets", f"'targets' must be a non-empty list of {{model, formats}}; {example}")
     out: dict[str, list[str]] = {}
     for i, t in enumerate(raw):
         where = f"targets[{i}]"
         if not isinstance(t, dict):
-            raise ApiError(400, f"{where} must be an object with 'model' and 'formats'; {example}")
+            raise _invalid(where, f"{where} must be an object with 'model' and 'formats'; {example}")
         extra = sorted(set(t) - {"model", "formats"})
         if extra:
-            raise ApiError(400, f"{where} has an unknown field {extra[0]!r}; allowed: model, formats")
+            raise _invalid(where, f"{where} has an unknown field {extra[0]!r}; allowed: model, formats")
         model, formats = t.get("model"), t.get("formats")
         if model not in operations.TASK_MODELS:
-            raise ApiError(400, f"{where}.model must be one of {', '.join(operations.TASK_MODELS)}")
+            raise _invalid(
+                f"{where}.model", f"{where}.model must be one of {', '.join(operations.TASK_MODELS)}"
+            )
         if model in out:
-            raise ApiError(400, f"{where}.model {model!r} is asked for twice; list its formats once")
+            raise _invalid(
+                f"{where}.model", f"{where}.model {model!r} is asked for twice; list its formats once"
+            )
         if not isinstance(formats, list) or not formats:
-            raise ApiError(400, f'{where}.formats must be a non-empty list, e.g. ["wav"]')
+            raise _invalid(f"{where}.formats", f'{where}.formats must be a non-empty list, e.g. ["wav"]')
         for f in formats:
             if f not in operations.FORMATS:
-                raise ApiError(400, f"{where}.formats: {f!r} is not one of {', '.join(operations.FORMATS)}")
+                raise _invalid(
+                    f"{where}.formats",
+                    f"{where}.formats: {f!r} is not one of {', '.join(operations.FORMATS)}",
+                )
         if len(set(formats)) != len(formats):
-            raise ApiError(400, f"{where}.formats lists a format twice")
+            raise _invalid(f"{where}.formats", f"{where}.formats lists a format twice")
         out[model] = list(formats)
     return out
 
@@ -57,7 +69,7 @@ def _targets(raw: object) -> dict[str, list[str]]:
 def _fetch(url: object) -> assets.Asset:
     """Stream the audio at ``url`` into an asset of the caller (deduplicated)."""
     if not isinstance(url, str) or not url:
-        raise ApiError(400, "'url' must be a non-empty http(s) URL string")
+        raise _invalid("url", "'url' must be a non-empty http(s) URL string")
     svc = services.get()
     plan = svc.settings.limits(g.key)
     uploads.admit()  # credits (the JSON request itself is far below the size limit)
@@ -79,30 +91,31 @@ def create_task():
     body = json_body()
     unknown = sorted(set(body) - set(FIELDS))
     if unknown:
-        raise ApiError(400, f"Unknown field {unknown[0]!r}; allowed: assetId, url, targets, callbackUrl")
+        raise _invalid(
+            unknown[0], f"Unknown field {unknown[0]!r}; allowed: assetId, url, targets, callbackUrl"
+        )
     if ("assetId" in body) == ("url" in body):
-        raise ApiError(400, "Give exactly one of 'assetId' and 'url'")
+        raise _invalid("assetId", "Give exactly one of 'assetId' and 'url'")
     if "callbackUrl" in body and "callback_url" in body:
-        raise ApiError(400, "Give the callback URL once: 'callbackUrl' or 'callback_url'")
+        raise _invalid("callbackUrl", "Give the callback URL once: 'callbackUrl' or 'callback_url'")
     targets = _targets(body.get("targets"))
     field = "callback_url" if "callback_url" in body else "callbackUrl"
-    callback_url = callback_target(body.get(field), field)
+    callback_url = callback_target(body.get(field, NOT_GIVEN), field)
     op = operations.get(OP)
     options = op.parse_options({"targets": operations.format_targets(targets)})
     if "assetId" in body:
         if not isinstance(body["assetId"], str):
-            raise ApiError(400, "'assetId' must be a string")
+            raise _invalid("assetId", "'assetId' must be a string")
         asset = assets.get(svc.redis, g.key.id, body["assetId"])
     else:
         asset = _fetch(body["url"])
     sub = submit_job(op, asset, options, callback_url=callback_url)
     svc.redis.zadd(db.owner_tasks_key(g.key.id), {sub.job.id: sub.job.created_at})
     doc = documents.task_document(svc.redis, svc.storage, sub.job)
-    return (
-        jsonify(doc),
-        200 if sub.replay else 201,
-        {"Location": f"{svc.settings.public_url}/tasks/{sub.job.id}"},
-    )
+    headers = {"Location": f"{svc.settings.public_url}/tasks/{sub.job.id}"}
+    if sub.replay:
+        headers["Idempotent-Replayed"] = "true"
+    return jsonify(doc), 200 if sub.replay else 201, headers
 
 
 def _task(task_id: str) -> jobs.Job:

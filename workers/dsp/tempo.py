@@ -288,11 +288,13 @@ def estimate_tempo(y: np.ndarray, sr: int) -> Tempo:
     confidence = strength * (0.5 + 0.5 * margin)
     # Alternatives: the runner-up levels, each with the confidence it would
     # have had if chosen against the winner, strength · ½ · s / s1: equal
-    # scores give both the same confidence.
+    # scores give both the same confidence. A level the accent is not
+    # periodic at (s <= 0: anti-correlated) is no alternative at all, and
+    # would give a confidence below 0.
     alternatives = tuple(
         TempoCandidate(round(60.0 * fps / _refine(ac, p), 2), round(strength * 0.5 * sc / s1, 3))
         for sc, p in scored[1 : 1 + N_ALTERNATIVES]
-        if s1 > 0
+        if s1 > 0 and sc > 0
     )
     return Tempo(round(60.0 * fps / period, 2), round(confidence, 3), alternatives)
 
