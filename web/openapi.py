@@ -144,7 +144,7 @@ ROUTES: tuple[Route, ...] = (
                 "The same bytes were uploaded before: that asset, expiry extended", schema("AssetUploaded")
             ),
         },
-        errors=("400", "413", "415"),
+        errors=("400", "408", "413", "415"),
     ),
     _listing("/v1/assets", "listAssets", "List your assets, newest first", "assets", schema("AssetPage")),
     _read("/v1/assets/{asset_id}", "getAsset", "Asset metadata", "assets", "AssetId", "Asset"),
@@ -172,7 +172,7 @@ ROUTES: tuple[Route, ...] = (
             "201": ok("Stored", schema("TasksAssetLink")),
             "200": ok("Deduplicated: the existing asset", schema("TasksAssetLink")),
         },
-        errors=("400", "413", "415"),
+        errors=("400", "408", "413", "415"),
     ),
     _listing(
         "/assets",
@@ -399,7 +399,7 @@ def _submit_route(op: operations.Operation, settings: Settings) -> Route:
                 headers=("Location", "Retry-After", "Preference-Applied", "Idempotent-Replayed"),
             ),
         },
-        errors=("400", "404", "409", "413", "415", "422"),
+        errors=("400", "404", "408", "409", "413", "415", "422"),
     )
 
 
@@ -722,6 +722,9 @@ _RESPONSES = {
     ),
     "401": _error("missing_api_key or invalid_api_key", "WWW-Authenticate"),
     "404": _error("No such asset, job, task or route (another tenant's looks missing)"),
+    "408": _error(
+        "request_timeout: the upload's body arrived slower than the minimum rate; nothing was stored"
+    ),
     "409": _error("job_finished (cancelling an ended job) or job_cancelled (waiting on a cancelled one)"),
     "413": _error(
         "payload_too_large (over the plan's upload size, or a JSON body over 64 KB) or audio_too_long"
@@ -730,7 +733,11 @@ _RESPONSES = {
     "422": _error(
         "unprocessable_audio, idempotency_key_reused, fetch_failed, option combinations out of range"
     ),
-    "429": _error("rate_limited or too_many_jobs; nothing was charged", "Retry-After"),
+    "429": _error(
+        "rate_limited, too_many_jobs or too_many_uploads (uploads of the key receiving at once); "
+        "nothing was charged",
+        "Retry-After",
+    ),
     "503": _error("A backing service is unavailable; nothing was charged, retry"),
     "504": _error("fetch_timeout or job_timeout"),
     "default": _error("Any other error, same shape"),
