@@ -24,7 +24,7 @@ SR = 44100
 
 @pytest.fixture(scope="module")
 def mix_wav() -> bytes:
-    x, _ = synth.separation_mix(6.0, sr=SR, seed=5)
+    x, _ = synth.separation_mix(24.0, sr=SR, seed=5)  # a few segments: progress between queued and done
     buf = io.BytesIO()
     sf.write(buf, np.asarray(x), SR, format="WAV", subtype="PCM_16")
     return buf.getvalue()
