@@ -145,6 +145,20 @@ class FaultStack:
             time.sleep(0.2)
         raise AssertionError(f"job {job_id} did not reach the state within {timeout} s: {self.job(job_id)}")
 
+    def running(self, job_id: str, min_progress: float = 0.05, timeout: float = 120) -> dict:
+        """Wait until the job runs and has reported ``min_progress``."""
+        return self.wait_job(
+            job_id,
+            until=lambda h: h.get("status") == "running" and float(h.get("progress") or 0) >= min_progress,
+            timeout=timeout,
+        )
+
+    def final(self, job_id: str, timeout: float) -> dict:
+        """Wait until the job has ended."""
+        return self.wait_job(
+            job_id, until=lambda h: h.get("status") in ("completed", "failed", "cancelled"), timeout=timeout
+        )
+
 
 def upload(url: str, secret: str, data: bytes) -> str:
     resp = httpx.post(

@@ -1,6 +1,6 @@
 """Per-key limits: the request rate (token bucket), jobs in flight per queue,
 and test-mode keys. Against the real stack; the bucket lives in Redis, so
-the limit holds across API processes (see tests/test_faults.py for two
+the limit holds across API processes (see tests/test_faults_services.py for two
 gunicorn processes)."""
 
 from __future__ import annotations
