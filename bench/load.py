@@ -3,7 +3,7 @@
 Starts its own stack (redis-server, SeaweedFS S3, the API under gunicorn with
 2 gevent workers as docker-compose.yml runs it, a fast worker pool of 2
 processes), creates an enterprise key whose request rate limit is lifted for
-the run (``AUDIOQ_PLAN_ENTERPRISE_RATE_PER_S``: the point is the server's
+the run (``AUDIOQ_PLAN_ENTERPRISE_RATE_PER_S``, ``..._CONCURRENT_UPLOADS``: the point is the server's
 capacity, not the limiter's), then:
 
 1. **cached**: 20 client threads, each posting the same 1 s WAV to
@@ -145,6 +145,8 @@ def main() -> int:
             "AUDIOQ_PLAN_ENTERPRISE_RATE_PER_S": "100000",
             "AUDIOQ_PLAN_ENTERPRISE_BURST": "100000",
             "AUDIOQ_PLAN_ENTERPRISE_IN_FLIGHT_ANALYSIS": "100000",
+            # 20 clients posting raw bodies at once: each holds an upload slot
+            "AUDIOQ_PLAN_ENTERPRISE_CONCURRENT_UPLOADS": "100",
         }
         settings = Settings.from_env(env)
         from shared.storage import Storage
