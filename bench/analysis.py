@@ -63,6 +63,7 @@ from shared import audio  # noqa: E402
 from workers.dsp import key, loudness, tempo  # noqa: E402
 from workers.dsp.features import ANALYSIS_SR  # noqa: E402
 from workers.dsp.key import PITCH_CLASSES, estimate_key  # noqa: E402
+from workers.dsp.pitchclass import pc_of  # noqa: E402
 from workers.dsp.tempo import estimate_tempo  # noqa: E402
 from workers.runner import Audio  # noqa: E402
 from workers.tasks import analysis  # noqa: E402
@@ -166,8 +167,8 @@ def classify_tempo(est: float, truth: float) -> str:
 
 
 def classify_key(tonic: str, mode: str, est_tonic: str, est_mode: str) -> str:
-    pc, epc = PITCH_CLASSES.index(tonic), PITCH_CLASSES.index(est_tonic)
-    if (est_tonic, est_mode) == (tonic, mode):
+    pc, epc = pc_of(tonic), pc_of(est_tonic)  # ours spells flats (Bb), the truth sharps
+    if (epc, est_mode) == (pc, mode):
         return "correct"
     if est_mode != mode and epc == (pc + (3 if mode == "minor" else 9)) % 12:
         return "relative"
