@@ -208,3 +208,22 @@ def run_cli(stack_env: dict[str, str], *args: str) -> subprocess.CompletedProces
     return subprocess.run(
         [str(exe), *args], env=_child_env(stack_env), capture_output=True, text=True, timeout=60
     )
+
+
+@pytest.fixture
+def stack(tmp_path):
+    """The fault tests' disposable stacks (``tests/faultstack.py``): call it to
+    build one (keyword arguments go to ``FaultStack``); all are stopped after
+    the test."""
+    from faultstack import FaultStack
+
+    made: list[FaultStack] = []
+
+    def build(**kw) -> FaultStack:
+        s = FaultStack(tmp_path / f"stack{len(made)}", **kw)
+        made.append(s)
+        return s
+
+    yield build
+    for s in made:
+        s.stop()

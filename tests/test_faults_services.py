@@ -14,25 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from audiogen import wav
-from faultstack import FaultStack, submit, upload
+from faultstack import submit, upload
 
 from shared import operations
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture
-def stack(tmp_path):
-    made: list[FaultStack] = []
-
-    def build(**kw) -> FaultStack:
-        s = FaultStack(tmp_path / f"stack{len(made)}", **kw)
-        made.append(s)
-        return s
-
-    yield build
-    for s in made:
-        s.stop()
 
 
 def test_redis_killed_and_restarted_on_its_aof_loses_nothing(stack):

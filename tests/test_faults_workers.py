@@ -18,7 +18,7 @@ import time
 
 import pytest
 from audiogen import wav
-from faultstack import FaultStack, submit, upload
+from faultstack import submit, upload
 
 from shared import operations
 
@@ -26,20 +26,6 @@ pytestmark = pytest.mark.timeout(300)
 
 SEP = "separate/4stem"  # long enough to be caught mid-run: several seconds for 75 s of audio
 SEP_COST = operations.OPERATIONS[SEP].cost
-
-
-@pytest.fixture
-def stack(tmp_path):
-    made: list[FaultStack] = []
-
-    def build(**kw) -> FaultStack:
-        s = FaultStack(tmp_path / f"stack{len(made)}", **kw)
-        made.append(s)
-        return s
-
-    yield build
-    for s in made:
-        s.stop()
 
 
 @pytest.fixture(scope="module")
