@@ -10,16 +10,28 @@ and 400 MB WAV files (an enterprise key: 500 MB limit):
   SDK's defaults: parts of the API's part size, 3 in parallel) to the same
   S3 server — what the object store takes from a client on this machine;
 * **ratio** API / direct (medians);
+* **machine CPU s per 100 MB** for each path: what every process and the
+  kernel used during the upload (``/proc/stat``), medians — on a machine
+  where the client, the API and the store share the cores, the ratio cannot
+  exceed direct / API CPU once both paths are CPU-bound;
 * **RSS growth** of the gunicorn worker during the upload (peak minus the
   value just before, sampled every 5 ms; the largest over the runs);
 * **/healthz p99** (and max) of requests sent every 10 ms, on a separate
-  connection, while the upload runs (all runs of a size pooled).
+  connection, while the upload runs (all runs of a size pooled). The direct
+  uploads run under the same two probes (the API idle), so both paths are
+  timed with the same measuring load on the machine.
 
 Runs are interleaved: each round uploads every size through the API and
 directly, alternating which goes first. All of it twice: against the S3
 server itself, and through a delaying TCP proxy inside this script (loopback
 only) that holds every chunk, each way, for ``--latency-ms`` (default 5) —
 an object store on another host, for the API and the direct client alike.
+
+``--pin-store`` binds SeaweedFS (and the proxy) to the last CPU and
+everything else to the others: on a small machine the client, the API and
+the store otherwise compete for the same cores, and the API path, which
+handles every byte once more than the direct one, loses by its CPU rather
+than by waiting.
 
 Options: ``--before DIR`` runs a second API from another checkout (e.g. the
 code before a change, ``git archive main | tar -x -C DIR``) in every round,
@@ -32,7 +44,7 @@ meanwhile, and another key's uploads.
 Run from the repository root::
 
     .venv/bin/python bench/upload.py [--reps N] [--sizes 10 45 400] [--latency-ms 5]
-        [--before DIR] [--parts-in-flight N] [--slow N] [--json]
+        [--before DIR] [--parts-in-flight N] [--pin-store] [--slow N] [--json]
 
 MB here is 2**20 bytes (as in the plan limits and AUDIOQ_UPLOAD_PART_MB).
 """
@@ -47,6 +59,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import argparse  # noqa: E402
 import collections  # noqa: E402
+import contextlib  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
@@ -79,6 +92,7 @@ RATIO_TARGET = 0.8
 SAMPLE_INTERVAL_S = 0.005
 HEALTHZ_INTERVAL_S = 0.01
 SEND_BLOCK = 1 * MB  # http.client reads the file body in blocks of this size
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 SAMPLE_RATE = 44100
 CHANNELS = 2
@@ -88,6 +102,24 @@ WAV_HEADER = 44
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+#: With ``--pin-store``: the CPUs of the store (SeaweedFS and the latency
+#: proxy) and of everything else (this script's clients, the API, Redis).
+STORE_CPUS: set[int] = set()
+OTHER_CPUS: set[int] = set()
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Bind every thread of a process and of its children to ``cpus`` (when pinning)."""
+    if not cpus:
+        return
+    procs = [psutil.Process(pid)]
+    procs += procs[0].children(recursive=True)
+    for proc in procs:
+        for tid in os.listdir(f"/proc/{proc.pid}/task"):
+            with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+                os.sched_setaffinity(int(tid), cpus)
 
 
 # --------------------------------------------------------------------- files
@@ -131,13 +163,19 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _rss(self) -> int:
+        # /proc/PID/statm directly: a psutil call every 5 ms costs the machine
+        # enough CPU to show in the throughput being measured.
+        with open(f"/proc/{self.proc.pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * PAGE_BYTES
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
+            self.peak = max(self.peak, self._rss())
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:
-        self.baseline = self.peak = self.proc.memory_info().rss
+        self.baseline = self.peak = self._rss()
         self._thread.start()
         return self
 
@@ -145,7 +183,7 @@ class RssSampler:
         time.sleep(self.interval * 2)  # a peak right at the response is not missed
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
+        self.peak = max(self.peak, self._rss())
 
     @property
     def growth_mb(self) -> float:
@@ -215,6 +253,7 @@ class DelayProxy:
             target=_proxy_serve, args=(listener, target_port, delay_s), daemon=True
         )
         self._proc.start()
+        pin(self._proc.pid, STORE_CPUS)
         listener.close()
 
     def close(self) -> None:
@@ -270,6 +309,13 @@ def _proxy_pipe(src: socket.socket, dst: socket.socket, delay_s: float) -> None:
 # -------------------------------------------------------------------- upload
 
 
+def machine_cpu_s() -> float:
+    """CPU seconds used so far by the whole machine, every process and the kernel."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+
+
 def api_upload(port: int, secret: str, path: Path, worker: psutil.Process) -> dict:
     """POST the file to /v1/assets/upload, streaming it, while sampling the
     worker's RSS and probing /healthz."""
@@ -279,11 +325,11 @@ def api_upload(port: int, secret: str, path: Path, worker: psutil.Process) -> di
     with open(path, "rb") as f:
         conn.connect()  # connection set-up outside the timed part
         with RssSampler(worker) as rss, HealthProbe(port) as health:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), machine_cpu_s()
             conn.request("POST", "/v1/assets/upload", body=f, headers=headers)
             resp = conn.getresponse()
             raw = resp.read()
-            dt = time.perf_counter() - t0
+            dt, cpu = time.perf_counter() - t0, machine_cpu_s() - c0
     conn.close()
     if resp.status != 201:
         raise RuntimeError(f"upload of {path.name} returned {resp.status}: {raw[:500]!r}")
@@ -293,6 +339,7 @@ def api_upload(port: int, secret: str, path: Path, worker: psutil.Process) -> di
     return {
         "mb_s": size / MB / dt,
         "seconds": dt,
+        "cpu_s_per_100mb": cpu * 100 * MB / size,
         "rss_growth_mb": rss.growth_mb,
         "healthz_ms": health.latencies_ms,
         "healthz_failures": health.failures,
@@ -300,15 +347,18 @@ def api_upload(port: int, secret: str, path: Path, worker: psutil.Process) -> di
     }
 
 
-def direct_upload(client: Minio, path: Path, part_size: int) -> dict:
+def direct_upload(client: Minio, path: Path, part_size: int, port: int, worker: psutil.Process) -> dict:
+    """``put_object`` of the file, under the same probes as an API upload
+    (the worker's RSS sampled, ``/healthz`` of the idle API every 10 ms), so
+    both paths run with the same measuring load on the machine."""
     size = path.stat().st_size
     name = f"direct/{path.name}"
-    with open(path, "rb") as f:
-        t0 = time.perf_counter()
+    with open(path, "rb") as f, RssSampler(worker), HealthProbe(port):
+        t0, c0 = time.perf_counter(), machine_cpu_s()
         client.put_object(DIRECT_BUCKET, name, f, length=size, part_size=part_size)
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, machine_cpu_s() - c0
     client.remove_object(DIRECT_BUCKET, name)
-    return {"mb_s": size / MB / dt, "seconds": dt}
+    return {"mb_s": size / MB / dt, "seconds": dt, "cpu_s_per_100mb": cpu * 100 * MB / size}
 
 
 # --------------------------------------------------------------------- stack
@@ -320,6 +370,7 @@ def start_api(tmp: Path, stack: dict[str, str], port: int, name: str, root: Path
     log_path = tmp / f"{name}.log"
     proc = services.spawn(services.gunicorn_cmd(f"127.0.0.1:{port}", workers=1), log_path, env=env, cwd=root)
     services.wait_http(f"http://127.0.0.1:{port}/healthz", proc, log_path)
+    pin(proc.pid, OTHER_CPUS)
     master = psutil.Process(proc.pid)
     deadline = time.monotonic() + 30
     while len(master.children()) != 1:
@@ -368,15 +419,25 @@ def measure(
         port = services.free_port()
         apis["before"] = (port, *start_api(tmp, {**stack, "AUDIOQ_PUBLIC_URL": f"http://127.0.0.1:{port}"},
                                            port, f"before-{label}", before))  # fmt: skip
+    probe = (api_port, apis["api"][2])  # what the direct uploads' probes watch
     try:
         for path in files.values():  # warm-up: imports, pools, first S3 calls
             for port, _, worker, _ in apis.values():
                 freshen(path)
                 storage.delete(f"originals/{api_upload(port, secret, path, worker)['asset_id']}")
-            direct_upload(direct, path, settings.upload_part_bytes)
+            direct_upload(direct, path, settings.upload_part_bytes, *probe)
             break
         runs: dict[int, dict[str, list]] = {
-            size: {"api": [], "before": [], "direct": [], "rss": [], "healthz": [], "failures": []}
+            size: {
+                "api": [],
+                "before": [],
+                "direct": [],
+                "rss": [],
+                "healthz": [],
+                "failures": [],
+                "api_cpu": [],
+                "direct_cpu": [],
+            }
             for size in files
         }
         for rep in range(reps):
@@ -387,14 +448,16 @@ def measure(
                 for which in order:
                     freshen(path)
                     if which == "direct":
-                        d = direct_upload(direct, path, settings.upload_part_bytes)
+                        d = direct_upload(direct, path, settings.upload_part_bytes, *probe)
                         runs[size]["direct"].append(d["mb_s"])
+                        runs[size]["direct_cpu"].append(d["cpu_s_per_100mb"])
                         continue
                     port, _, worker, _ = apis[which]
                     a = api_upload(port, secret, path, worker)
                     storage.delete(f"originals/{a['asset_id']}")
                     runs[size][which].append(a["mb_s"])
                     if which == "api":
+                        runs[size]["api_cpu"].append(a["cpu_s_per_100mb"])
                         runs[size]["rss"].append(a["rss_growth_mb"])
                         runs[size]["healthz"].extend(a["healthz_ms"])
                         runs[size]["failures"].append(a["healthz_failures"])
@@ -423,6 +486,8 @@ def measure(
                 "api_mb_s": round(api_med, 1),
                 "direct_mb_s": round(direct_med, 1),
                 "ratio": round(api_med / direct_med, 2),
+                "api_cpu_s_per_100mb": round(statistics.median(d["api_cpu"]), 2),
+                "direct_cpu_s_per_100mb": round(statistics.median(d["direct_cpu"]), 2),
                 "rss_growth_mb": round(max(d["rss"]), 1),
                 "healthz_p99_ms": round(p99(d["healthz"]), 1),
                 "healthz_max_ms": round(max(d["healthz"], default=float("nan")), 1),
@@ -547,6 +612,9 @@ def run(
         procs.append(redis_proc)
         s3_proc = services.start_s3(tmp / "s3", ACCESS_KEY, SECRET_KEY)
         procs.append(s3_proc)
+        pin(s3_proc.popen.pid, STORE_CPUS)
+        pin(redis_proc.popen.pid, OTHER_CPUS)
+        pin(os.getpid(), OTHER_CPUS)
         files_dir = tmp / "files"
         files_dir.mkdir()
         log(f"writing WAV files of {sizes} MB ...")
@@ -567,6 +635,7 @@ def run(
             "latency_ms": latency_ms,
             "part_size_mb": local["part_size_mb"],
             "parts_in_flight": local["parts_in_flight"],
+            "pinned": {"store": sorted(STORE_CPUS), "other": sorted(OTHER_CPUS)} if STORE_CPUS else None,
             "load_before": [round(x, 2) for x in load_before],
             "load_after": [round(x, 2) for x in os.getloadavg()],
             "rows": local["rows"] + delayed["rows"],
@@ -581,14 +650,16 @@ def table(res: dict) -> str:
     lines = [
         "| store | size | API MB/s | direct MB/s | ratio | "
         + ("API before MB/s (ratio) | " if before else "")
-        + "worker RSS growth (max) | /healthz p99 (max) during upload |",
-        "|---|---|---|---|---|---|---|" + ("---|" if before else ""),
+        + "machine CPU s per 100 MB (API / direct) | worker RSS growth (max) | "
+        + "/healthz p99 (max) during upload |",
+        "|---|---|---|---|---|---|---|---|" + ("---|" if before else ""),
     ]
     for s in res["rows"]:
         was = f"{s['before_mb_s']:.1f} ({s['before_mb_s'] / s['direct_mb_s']:.2f}) | " if before else ""
         lines.append(
             f"| {s['store']} | {s['size_mb']} MB | {s['api_mb_s']:.1f} | {s['direct_mb_s']:.1f} | "
-            f"{s['ratio']:.2f} | {was}{s['rss_growth_mb']:.1f} MB | {s['healthz_p99_ms']:.1f} ms "
+            f"{s['ratio']:.2f} | {was}{s['api_cpu_s_per_100mb']:.2f} / {s['direct_cpu_s_per_100mb']:.2f} | "
+            f"{s['rss_growth_mb']:.1f} MB | {s['healthz_p99_ms']:.1f} ms "
             f"({s['healthz_max_ms']:.1f} ms, {s['healthz_samples']} probes"
             + (f", {s['healthz_failures']} failed" if s["healthz_failures"] else "")
             + ") |"
@@ -600,6 +671,11 @@ def table(res: dict) -> str:
         f"Targets: ratio >= {RATIO_TARGET} at 45 MB and above, RSS growth < {RSS_TARGET_MB} MB, "
         f"/healthz p99 < {HEALTHZ_TARGET_MS} ms. Load average (1/5/15 min) before "
         f"{'/'.join(map(str, res['load_before']))}, after {'/'.join(map(str, res['load_after']))}."
+        + (
+            f" Pinned: the store on CPU {res['pinned']['store']}, the rest on CPU {res['pinned']['other']}."
+            if res.get("pinned")
+            else ""
+        )
     )
     flood = res.get("slow_flood")
     if flood:
@@ -632,7 +708,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="also run the API from this checkout (e.g. main) in every round",
     )
+    ap.add_argument(
+        "--pin-store",
+        action="store_true",
+        help="SeaweedFS (and the latency proxy) on the last CPU, everything else on the others: "
+        "a store with CPUs of its own, as on another host",
+    )
     args = ap.parse_args(argv)
+    if args.pin_store:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            ap.error("--pin-store needs at least 2 CPUs")
+        STORE_CPUS.add(cpus[-1])
+        OTHER_CPUS.update(cpus[:-1])
     extra = {"AUDIOQ_UPLOAD_PARTS_IN_FLIGHT": str(args.parts_in_flight)} if args.parts_in_flight else {}
     tmp = Path(tempfile.mkdtemp(prefix="audioq-bench-"))
     try:

@@ -112,8 +112,10 @@ class _TeeReader:
     """``read(n)`` over a byte source that hashes, counts, spools to a file and
     refuses to go past ``max_bytes`` (413) — the limit is enforced while
     streaming, before the excess is ever held. Hashing and spooling run in a
-    native thread (:mod:`shared.offload`): the request's greenlet waits for
-    them, the rest of the process does not."""
+    native thread (:mod:`shared.offload`), one chunk behind the reading: the
+    next chunk is received while the last one is hashed and written, so
+    neither the request's greenlet nor the rest of the process waits for
+    them. Call :meth:`finish` before using ``sha`` or the spool."""
 
     def __init__(self, read: Callable[[int], bytes], spool, max_bytes: int) -> None:
         self._read = read
@@ -121,6 +123,16 @@ class _TeeReader:
         self.max_bytes = max_bytes
         self.size = 0
         self.sha = hashlib.sha256()
+        self._absorbing = offload.Sequence()
+
+    def finish(self, *, quiet: bool = False) -> None:
+        """Wait until every chunk read so far is hashed and spooled; with
+        ``quiet``, on a path that is failing already, ignore their errors."""
+        try:
+            self._absorbing.wait()
+        except Exception:
+            if not quiet:
+                raise
 
     def _absorb(self, chunk: bytes) -> None:
         self.sha.update(chunk)
@@ -140,8 +152,9 @@ class _TeeReader:
         if self.size > self.max_bytes:
             raise _too_large(self.max_bytes)
         if len(chunk) >= offload.MIN_BYTES:
-            offload.run(self._absorb, chunk)
+            self._absorbing.add(self._absorb, chunk)
         else:
+            self._absorbing.wait()
             self._absorb(chunk)
         return chunk
 
@@ -194,7 +207,9 @@ def store_upload(
             reader = _TeeReader(read, spool, plan.max_upload_bytes)
             try:
                 storage.put_stream(obj, reader, "application/octet-stream")
+                reader.finish()
             except BaseException:
+                reader.finish(quiet=True)  # before the spool closes
                 # put_stream aborts a multipart upload itself; a single-part
                 # PUT may have completed before the failure was seen.
                 _discard(storage, obj)

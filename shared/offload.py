@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -36,3 +36,29 @@ def run(fn: Callable[..., T], *args: object) -> T:
 
         return gevent.get_hub().threadpool.apply(fn, args)
     return fn(*args)
+
+
+class Sequence:
+    """Calls that must run one after another, in order, while the caller goes
+    on: :meth:`add` waits only for the previous call, then starts the next one
+    in a native thread and returns, so the caller's next step (reading the
+    next chunk of an upload, say) overlaps this one. :meth:`wait` waits for
+    the last call and re-raises the first error any call raised. Outside
+    gevent the calls simply run in :meth:`add`."""
+
+    def __init__(self) -> None:
+        self._pending: Any = None
+
+    def add(self, fn: Callable[..., object], *args: object) -> None:
+        self.wait()
+        if under_gevent():
+            import gevent
+
+            self._pending = gevent.get_hub().threadpool.spawn(fn, *args)
+        else:
+            fn(*args)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.get()

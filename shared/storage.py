@@ -307,13 +307,25 @@ class Storage:
 
 
 def _read_part(stream: Readable, size: int) -> bytearray:
-    """Up to ``size`` bytes: fewer only at the end of the stream."""
-    buf = bytearray()
-    while len(buf) < size:
-        chunk = stream.read(size - len(buf))
-        if not chunk:
-            break
-        buf += chunk
+    """Up to ``size`` bytes: fewer only at the end of the stream.
+
+    The part is filled in place (a buffer of the part's size, allocated once)
+    rather than grown chunk by chunk, which would reallocate and copy it
+    several times and briefly hold two copies of it.
+    """
+    buf = bytearray(size)
+    view = memoryview(buf)
+    filled = 0
+    try:
+        while filled < size:
+            chunk = stream.read(size - filled)
+            if not chunk:
+                break
+            view[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+    finally:
+        view.release()
+    del buf[filled:]  # the last part: shrunk in place
     return buf
 
 
