@@ -12,7 +12,7 @@ import time
 
 # gevent's worker, answering gunicorn's own errors (414, 431, a malformed
 # request) in the API's JSON error shape instead of HTML.
-worker_class = "ops.gunicorn_worker.JsonErrorWorker"
+worker_class = "ops.gunicorn_worker.ApiWorker"
 # Connections one worker process holds at once (each a greenlet: tens of KB
 # while idle or trickling). Uploads cannot fill them: a key has at most its
 # plan's concurrent_uploads bodies receiving (429 beyond, answered at once),

@@ -17,7 +17,7 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import redis
@@ -26,7 +26,7 @@ from shared import audio, db, fingerprints, ids, jobs, metrics, offload
 from shared.errors import ApiError
 from shared.keys import ApiKey
 from shared.settings import Settings
-from shared.storage import Storage, asset_id_of, original_name
+from shared.storage import Readable, Storage, asset_id_of, original_name
 
 log = logging.getLogger(__name__)
 
@@ -109,21 +109,26 @@ class Asset:
 
 
 class _TeeReader:
-    """``read(n)`` over a byte source that hashes, counts, spools to a file and
-    refuses to go past ``max_bytes`` (413) — the limit is enforced while
-    streaming, before the excess is ever held. Hashing and spooling run in a
-    native thread (:mod:`shared.offload`), one chunk behind the reading: the
-    next chunk is received while the last one is hashed and written, so
-    neither the request's greenlet nor the rest of the process waits for
-    them. Call :meth:`finish` before using ``sha`` or the spool."""
+    """A byte source (``read``, and ``readinto`` where the source has it)
+    that hashes, counts, spools to a file and refuses to go past
+    ``max_bytes`` (413) — the limit is enforced while streaming, before the
+    excess is ever held. Hashing and spooling run in a native thread
+    (:mod:`shared.offload`), one chunk behind the reading: the next chunk is
+    received while the last one is hashed and written, so neither the
+    request's greenlet nor the rest of the process waits for them. The
+    chunks given to that thread are never written to again (``readinto``
+    fills each part's buffer once, front to back). Call :meth:`finish`
+    before using ``sha`` or the spool."""
 
-    def __init__(self, read: Callable[[int], bytes], spool, max_bytes: int) -> None:
-        self._read = read
+    def __init__(self, source: Readable, spool, max_bytes: int) -> None:
+        self._source = source
         self._spool = spool
         self.max_bytes = max_bytes
         self.size = 0
         self.sha = hashlib.sha256()
         self._absorbing = offload.Sequence()
+        if hasattr(source, "readinto"):
+            self.readinto = self._readinto
 
     def finish(self, *, quiet: bool = False) -> None:
         """Wait until every chunk read so far is hashed and spooled; with
@@ -134,20 +139,20 @@ class _TeeReader:
             if not quiet:
                 raise
 
-    def _absorb(self, chunk: bytes) -> None:
+    def _absorb(self, chunk: bytes | memoryview) -> None:
         self.sha.update(chunk)
         self._spool.write(chunk)
 
-    def read(self, n: int = -1) -> bytes:
+    def _room(self, n: int | None) -> int:
         want = 1024 * 1024 if n is None or n < 0 else n
         # Ask for one byte past the limit at most, so an oversized body is
         # detected without reading further.
         want = min(want, self.max_bytes + 1 - self.size)
         if want <= 0:
             raise _too_large(self.max_bytes)
-        chunk = self._read(want)
-        if not chunk:
-            return b""
+        return want
+
+    def _took(self, chunk: bytes | memoryview) -> None:
         self.size += len(chunk)
         if self.size > self.max_bytes:
             raise _too_large(self.max_bytes)
@@ -156,7 +161,19 @@ class _TeeReader:
         else:
             self._absorbing.wait()
             self._absorb(chunk)
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self._source.read(self._room(n))
+        if chunk:
+            self._took(chunk)
         return chunk
+
+    def _readinto(self, buf: memoryview) -> int:
+        view = memoryview(buf)[: self._room(len(buf))]
+        got = self._source.readinto(view)  # type: ignore[attr-defined]
+        if got:
+            self._took(view[:got])
+        return got or 0
 
 
 class IterReader:
@@ -187,7 +204,7 @@ def store_upload(
     storage: Storage,
     settings: Settings,
     owner: ApiKey,
-    read: Callable[[int], bytes],
+    source: Readable,
     *,
     name: str = "",
     now: float | None = None,
@@ -204,7 +221,7 @@ def store_upload(
     fd, spool_path = tempfile.mkstemp(prefix="audioq-upload-")
     try:
         with os.fdopen(fd, "wb") as spool:
-            reader = _TeeReader(read, spool, plan.max_upload_bytes)
+            reader = _TeeReader(source, spool, plan.max_upload_bytes)
             try:
                 storage.put_stream(obj, reader, "application/octet-stream")
                 reader.finish()

@@ -63,6 +63,10 @@ class Readable(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
 
+class ReadableInto(Readable, Protocol):
+    def readinto(self, buf: memoryview, /) -> int: ...
+
+
 class _Client(Minio):
     """The SDK client, with the payload hash of a large request body (an
     upload part: SHA-256 for signing over HTTP, or Content-MD5 over HTTPS)
@@ -185,8 +189,8 @@ class Storage:
                 )
             raise
 
-    def _send_parts(self, name: str, upload_id: str, data: bytearray, stream: Readable) -> None:
-        def send(number: int, body: bytearray) -> Part:
+    def _send_parts(self, name: str, upload_id: str, data: bytes | bytearray, stream: Readable) -> None:
+        def send(number: int, body: bytes | bytearray) -> Part:
             try:
                 etag = self._client._upload_part(self.bucket, name, body, None, upload_id, number)  # type: ignore[arg-type]
             except _FAILURES as e:
@@ -306,27 +310,31 @@ class Storage:
         return len(names)
 
 
-def _read_part(stream: Readable, size: int) -> bytearray:
+def _read_part(stream: Readable, size: int) -> bytes | bytearray:
     """Up to ``size`` bytes: fewer only at the end of the stream.
 
-    The part is filled in place (a buffer of the part's size, allocated once)
-    rather than grown chunk by chunk, which would reallocate and copy it
-    several times and briefly hold two copies of it.
+    The part is filled in place, a buffer of the part's size allocated once
+    (straight from the socket when the stream has ``readinto``), rather than
+    grown chunk by chunk, which would copy it several times and briefly hold
+    it twice. A short last part is returned as a copy of what was read.
     """
     buf = bytearray(size)
     view = memoryview(buf)
+    readinto = getattr(stream, "readinto", None)
     filled = 0
-    try:
-        while filled < size:
+    while filled < size:
+        if readinto is not None:
+            n = readinto(view[filled:])
+        else:
             chunk = stream.read(size - filled)
-            if not chunk:
-                break
-            view[filled : filled + len(chunk)] = chunk
-            filled += len(chunk)
-    finally:
-        view.release()
-    del buf[filled:]  # the last part: shrunk in place
-    return buf
+            n = len(chunk)
+            view[filled : filled + n] = chunk
+        if not n:
+            break
+        filled += n
+    # Slices of the buffer may still be in use (the upload's hashing, one
+    # chunk behind): copy a short last part rather than resize it.
+    return buf if filled == size else bytes(view[:filled])
 
 
 def _wrap(e: Exception, name: str | None = None) -> StorageError | ObjectNotFound:

@@ -23,15 +23,18 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import redis
 from flask import Flask, g, request
 
 from shared import assets, keys, offload, queue, ratelimit
 from shared.errors import ApiError
+from shared.storage import Readable
 from web import metrics, services
 
 MB = 1024 * 1024
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 # Reads of the client's body are at most this large (gunicorn receives up to
@@ -86,9 +89,10 @@ class _Receiver:
     """``read(n)`` of an upload's source that renews the upload slot while
     bytes arrive and, for a client's body, enforces the minimum average rate."""
 
-    def __init__(self, read: Callable[[int], bytes], *, deadline: bool) -> None:
+    def __init__(self, source: Readable, *, deadline: bool) -> None:
         svc = services.get()
-        self._read = read
+        self._source = source
+        self._read = source.read
         self._redis = svc.redis
         self._key_id = g.key.id
         self._slot = g.get("upload_slot")
@@ -98,6 +102,32 @@ class _Receiver:
         self._received = 0
 
     def read(self, n: int = -1) -> bytes:
+        return self._pull(n, self._read)
+
+    def readinto(self, buf: memoryview) -> int:
+        """Up to ``len(buf)`` bytes into ``buf``, where the source can (a
+        request body under gunicorn, ``ops/gunicorn_worker.py``); a copy otherwise."""
+        view = memoryview(buf)
+        into = getattr(self._source, "readinto", None)
+
+        def fetch(want: int) -> int:
+            if into is None:
+                chunk = self._read(want)
+                view[: len(chunk)] = chunk
+                return len(chunk)
+            # As gunicorn's own read does: all ``want`` bytes (unless the body
+            # ends), so that what follows handles few, large chunks.
+            got = 0
+            while got < want:
+                n = into(view[got:want])
+                if not n:
+                    break
+                got += n
+            return got
+
+        return self._pull(len(view), fetch)
+
+    def _pull(self, n: int | None, fetch: Callable[[int], T]) -> T:
         want = _READ_BYTES if n is None or n < 0 else min(n, _READ_BYTES)
         if self._min_rate:
             # gunicorn returns a read only once all of it arrived, and the
@@ -110,13 +140,13 @@ class _Receiver:
             ratelimit.renew_upload_slot(self._redis, self._key_id, self._slot)
             self._renewed = now
         if self._min_rate and offload.under_gevent():
-            chunk = self._read_by_deadline(want, now)
+            got = self._by_deadline(fetch, want, now)
         else:
-            chunk = self._read(want)
-        self._received += len(chunk)
-        return chunk
+            got = fetch(want)
+        self._received += got if isinstance(got, int) else len(got)  # type: ignore[arg-type]
+        return got
 
-    def _read_by_deadline(self, want: int, now: float) -> bytes:
+    def _by_deadline(self, fetch: Callable[[int], T], want: int, now: float) -> T:
         import gevent
 
         # The moment these bytes are late: when a client sending at exactly
@@ -125,7 +155,7 @@ class _Receiver:
         timer = gevent.Timeout(max(0.001, due - now))
         timer.start()
         try:
-            return self._read(want)
+            return fetch(want)
         except gevent.Timeout as t:
             if t is not timer:
                 raise
@@ -140,23 +170,23 @@ class _Receiver:
             timer.close()
 
 
-def body() -> Callable[[int], bytes]:
-    """The request body's ``read``, under the body deadline; call :func:`admit` first."""
-    return _Receiver(request.stream.read, deadline=True).read
+def body() -> Readable:
+    """The request body, under the body deadline; call :func:`admit` first."""
+    return _Receiver(request.stream, deadline=True)
 
 
-def fetched(read: Callable[[int], bytes]) -> Callable[[int], bytes]:
-    """A fetched ``url`` input's ``read`` (its own time limit applies, not the body deadline)."""
-    return _Receiver(read, deadline=False).read
+def fetched(source: Readable) -> Readable:
+    """A fetched ``url`` input (its own time limit applies, not the body deadline)."""
+    return _Receiver(source, deadline=False)
 
 
-def store(read: Callable[[int], bytes], *, name: str = "", query: bool = False) -> tuple[assets.Asset, bool]:
-    """Stream ``read`` (:func:`body` or :func:`fetched`) into an asset of the
+def store(source: Readable, *, name: str = "", query: bool = False) -> tuple[assets.Asset, bool]:
+    """Stream ``source`` (:func:`body` or :func:`fetched`) into an asset of the
     caller (deduplicated); call :func:`admit` first. A new asset joins the
     caller's identify catalogue (fingerprinted in the background), unless it
     is itself an identify ``query`` clip."""
     svc = services.get()
-    asset, created = assets.store_upload(svc.redis, svc.storage, svc.settings, g.key, read, name=name)
+    asset, created = assets.store_upload(svc.redis, svc.storage, svc.settings, g.key, source, name=name)
     metrics.UPLOAD_BYTES.inc(asset.size_bytes)
     if created and query:
         assets.mark_query(svc.redis, asset.id)

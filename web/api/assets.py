@@ -71,8 +71,8 @@ def upload_tasks():
             400, "Malformed multipart/form-data body: the Content-Type has no boundary", "invalid_multipart"
         )
     uploads.admit(overhead=MULTIPART_OVERHEAD)
-    filename, _part_type, chunks = file_field(uploads.body(), boundary)
-    asset, created = uploads.store(assets.IterReader(chunks).read, name=filename)
+    filename, _part_type, chunks = file_field(uploads.body().read, boundary)
+    asset, created = uploads.store(assets.IterReader(chunks), name=filename)
     return jsonify(_tasks_view(asset, link=True)), 201 if created else 200
 
 

@@ -79,7 +79,7 @@ def _fetch(url: object) -> assets.Asset:
         timeout_s=svc.settings.fetch_timeout_s,
         max_bytes=plan.max_upload_bytes,
     ) as resp:
-        asset, _ = uploads.store(uploads.fetched(resp.read), name=resp.name)
+        asset, _ = uploads.store(uploads.fetched(resp), name=resp.name)
     return asset
 
 
