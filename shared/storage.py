@@ -16,10 +16,9 @@ import builtins
 import datetime as dt
 import io
 import logging
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_all
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_parts
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -198,24 +197,28 @@ class Storage:
             return Part(number, etag)
 
         parts: list[Part] = []
-        pending: deque[Future[Part]] = deque()
+        pending: set[Future[Part]] = set()
         with ThreadPoolExecutor(self.parts_in_flight, thread_name_prefix="s3-part") as pool:
             try:
                 number = 1
                 while data:
-                    while len(pending) >= self.parts_in_flight:
-                        parts.append(pending.popleft().result())
-                    pending.append(pool.submit(send, number, data))
+                    if len(pending) >= self.parts_in_flight:
+                        # Whichever part finishes first frees a place (not
+                        # the oldest: parts may finish out of order).
+                        done, pending = wait_parts(pending, return_when=FIRST_COMPLETED)
+                        parts.extend(f.result() for f in done)
+                    pending.add(pool.submit(send, number, data))
                     if len(data) < self.part_size:
                         break
                     number += 1
                     data = _read_part(stream, self.part_size)
-                parts.extend(f.result() for f in pending)
+                parts.extend(f.result() for f in wait_parts(pending).done)
             except BaseException:
                 for f in pending:
                     f.cancel()
-                wait_all(pending)  # no part may land after the abort
+                wait_parts(pending)  # no part may land after the abort
                 raise
+        parts.sort(key=lambda part: part.part_number)
         try:
             self._client._complete_multipart_upload(self.bucket, name, upload_id, parts)
         except _FAILURES as e:
