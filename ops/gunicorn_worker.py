@@ -154,7 +154,12 @@ class DirectBody:
 class ApiWorker(GeventWorker):
     def handle_request(self, listener_name, req, sock, addr):  # type: ignore[no-untyped-def]
         reader = getattr(req.body, "reader", None)
-        if isinstance(reader, LengthReader) and reader.length > 0 and not req.body.buf.tell():
+        if (
+            isinstance(reader, LengthReader)
+            and reader.length > 0
+            and isinstance(getattr(reader.unreader, "buf", None), io.BytesIO)  # the layout we know
+            and not req.body.buf.tell()
+        ):
             req.body = DirectBody(reader, sock)
         return super().handle_request(listener_name, req, sock, addr)
 
