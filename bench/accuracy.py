@@ -99,10 +99,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import hashlib
 import io
 import json
 import os
+import pickle
 import platform
 import shutil
 import subprocess
@@ -1218,6 +1220,55 @@ def warm_up(y22: np.ndarray, y44: np.ndarray, systems: list[str]) -> dict[str, f
     return out
 
 
+def _librosa_version() -> str:
+    import librosa
+
+    return str(librosa.__version__)
+
+
+class PeerCache:
+    """The peers' answers (and their timings) per song, in
+    ``bench/.cache/accuracy/peers/``, keyed by the system, its version and the
+    render's cache name (itself a hash of the song's spec, MIDI and render
+    settings). The peers do not change between runs of this bench, and madmom
+    alone takes about an hour per split; ours is always run. A cached answer's
+    timings are those of the run that computed it: :meth:`note` says when,
+    and ``--fresh-peers`` runs them all again."""
+
+    def __init__(self, versions: dict[str, str | None], fresh: bool) -> None:
+        self.versions, self.fresh = versions, fresh
+        self.used: dict[str, set[str]] = {}  # system -> dates of the cached answers used
+
+    def _path(self, name: str, audio: Path) -> Path:
+        return CACHE / "peers" / f"{name}-{self.versions.get(name)}-{audio.stem}.pkl"
+
+    def complete(self, name: str, songs: list) -> bool:
+        cached = all(self._path(name, s.audio_path).exists() for s in songs)
+        return name != "ours" and not self.fresh and cached
+
+    def run(self, name: str, audio: Path, compute: Callable[[], Estimate]) -> Estimate:
+        if name == "ours":
+            return compute()
+        path = self._path(name, audio)
+        if path.exists() and not self.fresh:
+            with open(path, "rb") as f:
+                est, when = pickle.load(f)
+            self.used.setdefault(name, set()).add(when)
+            return est
+        est = compute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            pickle.dump((est, datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")), f)
+        tmp.replace(path)
+        return est
+
+    def note(self) -> str:
+        spans = {name: min(d) + (f" to {max(d)}" if len(d) > 1 else "") for name, d in self.used.items()}
+        when = "; ".join(f"{name}: {span}" for name, span in sorted(spans.items()))
+        return f"peers' answers and timings from the cache (computed {when}; --fresh-peers runs them again)"
+
+
 def run_system(name: str, y22: np.ndarray, y44: np.ndarray) -> Estimate:
     if name == "ours":
         return run_ours(y22, SR)
@@ -1289,6 +1340,11 @@ def main() -> int:
     )
     ap.add_argument("--no-docs", action="store_true", help=f"do not write {DOCS.relative_to(ROOT)}")
     ap.add_argument("--jobs", type=int, default=2, help="parallel FluidSynth renders (default 2)")
+    ap.add_argument(
+        "--fresh-peers",
+        action="store_true",
+        help="run the peers again even where their answers are cached (see PeerCache)",
+    )
     args = ap.parse_args()
 
     splits = [x.strip() for x in args.split.split(",") if x.strip()]
@@ -1323,6 +1379,9 @@ def main() -> int:
     t_start = time.perf_counter()
     fs_version = _fluidsynth_version()
 
+    peer_cache = PeerCache(
+        {"librosa": _librosa_version(), "essentia": ess_version, "madmom": mm_version}, args.fresh_peers
+    )
     sections, all_verdicts = [], {}
     warm = None
     for split in splits:
@@ -1343,11 +1402,11 @@ def main() -> int:
             assert sr == RENDER_SR
             y22 = soxr.resample(y44, RENDER_SR, SR, quality="HQ").astype(np.float32)
             if warm is None:
-                warm = warm_up(y22, y44, systems)
+                warm = warm_up(y22, y44, [x for x in systems if not peer_cache.complete(x, songs)])
             line = [f"[{split} {i + 1:2d}/{n}] {song.spec.summary()}:"]
             for name in here:
                 t = time.perf_counter()
-                est = run_system(name, y22, y44)
+                est = peer_cache.run(name, song.audio_path, functools.partial(run_system, name, y22, y44))
                 line.append(f"{name} {time.perf_counter() - t:.1f} s")
                 results[name].append(est)
                 scores[name].append(score(song.ref, est))
@@ -1377,12 +1436,14 @@ def main() -> int:
     total = time.perf_counter() - t_start
     print(f"\n(total {total:.0f} s)")
 
+    if peer_cache.used:
+        print("\n" + peer_cache.note())
     if not args.quick and not args.no_docs:
         command = "python bench/accuracy.py " + " ".join(sys.argv[1:])
         write_docs(
             sections,
             command.strip(),
-            machine_note(load_before),
+            machine_note(load_before) + (f"; {peer_cache.note()}" if peer_cache.used else ""),
             versions(ess_version, mm_version, fs_version),
             total,
         )
