@@ -1,6 +1,6 @@
-"""Train the beat-activation network of ``workers/dsp/beats.py`` from scratch.
+"""Train the beat-activation network of ``workers/dsp/beatnet.py`` from scratch.
 
-    nice -n 10 .venv/bin/python bench/train_beats.py      # renders what it needs (~8 min on a busy box), trains (~1 min)
+    nice -n 10 .venv/bin/python bench/train_beats.py   # renders (~8 min on a busy box), trains (~1 min)
 
 Data: ``bench/songgen.py`` ``train``-style songs (FluidR3 GM and TimGM6mb),
 32 songs from each of the seeds 1003-1006 (``--seeds``); never the held-out
