@@ -33,11 +33,11 @@ import soxr  # noqa: E402
 
 from bench import songgen  # noqa: E402
 from bench.train_chords import Net  # noqa: E402
-from workers.dsp import beats, mlp  # noqa: E402
+from workers.dsp import beatnet, beats, mlp  # noqa: E402
 from workers.dsp.features import ANALYSIS_SR  # noqa: E402
 
 FEAT_CACHE = ROOT / "bench" / ".cache" / "downbeatfeat"
-FEAT_VERSION = "v2"
+FEAT_VERSION = "v3"  # v3: beats tracked on the beat activation
 
 
 def song_features(song) -> tuple[np.ndarray, np.ndarray] | None:
@@ -48,12 +48,13 @@ def song_features(song) -> tuple[np.ndarray, np.ndarray] | None:
             return (z["x"], z["y"]) if len(z["x"]) else None
     y44, sr = soundfile.read(song.audio_path, dtype="float32")
     y = soxr.resample(y44, sr, ANALYSIS_SR, quality="HQ").astype(np.float32)
-    tempo = beats.estimate_tempo(y, ANALYSIS_SR).tempo
+    bands, fps = beats.onset_bands(y, ANALYSIS_SR)
+    activation = beatnet.activation(bands)
+    tempo = beats.tempo_from_bands(bands, fps, activation).tempo
     x = np.zeros((0, beats.N_FEATURES))
     lab = np.zeros(0)
     if tempo > 0:
-        bands, fps = beats.onset_bands(y, ANALYSIS_SR)
-        frames = beats._track(beats._balanced_accent(bands), 60.0 * fps / tempo)
+        frames = beats._track(beats.beat_signal(bands, activation), 60.0 * fps / tempo)
         times = frames / fps
         on_grid = np.mean([np.min(np.abs(song.ref.beats - t)) < 0.07 for t in times]) if len(times) else 0
         if len(times) > 8 and on_grid >= 0.8:

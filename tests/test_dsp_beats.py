@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import synth
 
-from workers.dsp.beats import NO_BEATS, BeatGrid, track_beats, warmup
+from workers.dsp import beatnet
+from workers.dsp.beats import NO_BEATS, BeatGrid, _balanced_accent, _track, track_beats, warmup
 from workers.dsp.features import ANALYSIS_SR
-from workers.dsp.tempo import estimate_tempo
+from workers.dsp.tempo import estimate_tempo, onset_bands
 
 WINDOW_SECONDS = 0.07
 SECONDS = 30.0
@@ -189,3 +190,37 @@ def test_f_measure():
     assert f_measure([], ref) == 0.0
     # One estimate cannot hit two references.
     assert f_measure([1.5], [1.45, 1.55]) == pytest.approx(2 * 1 * 0.5 / 1.5)
+
+
+@pytest.mark.parametrize("bpm", [80.0, 95.0])
+def test_swung_off_beat_comping_does_not_pull_the_beats_off(bpm):
+    """Chords on every swung off-beat, louder than a sparse kit and a bass
+    on 1 and 3 (synth.offbeat_comping): the loudest periodic onsets are a
+    swung eighth after the beat. Following the band-balanced onset accent
+    alone (the tracker before the beat-activation network), at the same
+    tempo, puts every beat on the comping; the tracker must stay on the
+    beat."""
+    y, truth = synth.offbeat_comping(bpm, SECONDS, ANALYSIS_SR, seed=int(bpm), swing=1.0)
+    grid = track_beats(y, ANALYSIS_SR)
+    assert f_measure(grid.beats, truth) >= 0.9, grid.tempo
+
+    # The material is what the test says it is: a naive tracker fails on it.
+    bands, fps = onset_bands(y, ANALYSIS_SR)
+    naive = _track(_balanced_accent(bands), 60.0 * fps / grid.tempo) / fps
+    assert f_measure(list(naive), truth) < 0.2
+
+
+def test_beat_activation_peaks_on_the_beats_not_the_comping():
+    """The network's probability is higher on the beats than on the
+    off-beat chord hits, though these are the louder onsets."""
+    y, truth = synth.offbeat_comping(110.0, SECONDS, ANALYSIS_SR, seed=3, swing=0.0, comp_db=6.0)
+    bands, fps = onset_bands(y, ANALYSIS_SR)
+    act = beatnet.activation(bands)
+    assert act.shape == (bands.shape[1],) and np.all((act >= 0) & (act <= 1))
+    beat = 60.0 / 110.0
+
+    def peak(times: np.ndarray) -> float:
+        return float(np.median([act[max(0, int(t * fps) - 3) : int(t * fps) + 4].max() for t in times]))
+
+    on = np.array(truth[2:-2])
+    assert peak(on) > 2 * peak(on + beat / 2)

@@ -3,12 +3,18 @@
 Method:
 
 1. **Tempo and onsets** come from :mod:`workers.dsp.tempo`: the reported
-   tempo *is* ``estimate_tempo`` on the same input, and its period (in
-   onset frames, 11.6 ms) drives the tracker. The tracker follows the
-   band-balanced accent of that module's step 4 — low, mid and ¼ of high
-   onsets, each at unit RMS — the signal on which the metrical level was
-   chosen, so kick and snare rather than hats place the beats (on the
-   synthetic tracks the plain sum of the bands does as well).
+   tempo *is* ``estimate_tempo`` on the same input (computed here from the
+   same onset envelopes, not a second time), and its period (in onset
+   frames, 11.6 ms) drives the tracker. The tracker follows the tempo
+   module's beat signal: the beat activation of :mod:`workers.dsp.beatnet`
+   (the probability that a beat falls on each frame, from the onset pattern
+   over ±1.4 s) plus the band-balanced accent (low, mid and ¼ of high
+   onsets, each at unit RMS), each at unit standard deviation. The accent
+   alone (beats-2) follows the loudest periodic onsets, and chords struck
+   on every off-beat, or on the swung eighths of a shuffle, pulled the
+   whole grid half a beat or a swung eighth off; the activation fires on
+   the beats (kick and bass on them, the comping after them) and keeps it
+   there (tests/test_dsp_beats.py; the numbers in bench/docs/tonal.md).
 2. **Beats** by dynamic programming (Ellis, "Beat tracking by dynamic
    programming", JNMR 36(1), 2007): each frame's score is its accent plus
    the best score of a predecessor ½–2 periods back, less
@@ -65,15 +71,17 @@ as right as the tempo's metrical level (chords alone, with onsets on 1 and
 3 only, can come out at half or ¾ of the tempo). Inputs for which ``estimate_tempo``
 finds no tempo (silence, shorter than 3 s) give an empty grid.
 
-Cost (CPU time, one core): ~0.1 s per minute at 22.05 kHz; over a third of
-it is the onset envelopes computed a second time, ``estimate_tempo`` not
-returning them, and ~0.03 s the chord network's salience front end. The first call in a process
-loads the numba DP kernel (~0.5 s; ~1.5 s to compile when uncached):
-:func:`warmup`. Memory: both STFTs are taken in blocks of at most ~10 MB;
-what grows with length is ~50 bytes per 11.6 ms frame (envelopes, DP score
-and backlinks: 4.3 kB per second, 5 MB for 20 minutes) and 48 bytes per
-93 ms frame (chroma). Measured peak beyond the input (tracemalloc): 24 MB
-for 3 minutes, 26 MB for 20 minutes, reached inside ``estimate_tempo``.
+Cost (CPU time, one core): ~0.1 s per minute at 22.05 kHz (the onset
+envelopes once, shared with the tempo; the beat activation ~0.01 s; the
+harmony STFT and the chord network's salience front end ~0.03 s each).
+:func:`beat_analysis` returns that salience, so the chords job does not
+compute it again. The first call in a process loads the numba DP kernel
+(~0.5 s; ~1.5 s to compile when uncached): :func:`warmup`. Memory: both
+STFTs are taken in blocks of at most ~10 MB, the activation's inputs in
+blocks of 8 MB; what grows with length is ~60 bytes per 11.6 ms frame
+(envelopes, activation, DP score and backlinks: 5 kB per second, 6 MB for
+20 minutes) and 48 bytes per 93 ms frame (chroma), plus the salience
+(0.5 kB per 93 ms frame).
 """
 
 from __future__ import annotations
@@ -86,9 +94,10 @@ import numpy as np
 from scipy import sparse
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
-from workers.dsp import chords, mlp
+from workers.dsp import beatnet, chords, mlp
 from workers.dsp.features import ANALYSIS_SR, stft_magnitude_blocks
-from workers.dsp.tempo import HIGH_BAND_WEIGHT, estimate_tempo, onset_bands
+from workers.dsp.salience import Salience, pitch_salience
+from workers.dsp.tempo import HIGH_BAND_WEIGHT, MIN_SECONDS, onset_bands, tempo_from_bands
 
 # Ellis's α: the penalty of a beat gap g is TIGHTNESS · log²(g / period).
 # 100 as in librosa: a 10 % gap error costs ~0.9 typical onsets.
@@ -96,6 +105,7 @@ TIGHTNESS = 100.0
 # Beats whose accent is below this share of the median beat's are dropped
 # at the start and end of the track (silence the path extrapolated through).
 TRIM_SHARE = 0.1
+ACCENT_SHARE = 1.0  # weight of the band-balanced accent next to the beat activation
 PEAK_SECONDS = 0.025  # a beat's onset cue is the band's maximum within ±this
 
 # Harmony and snare cues: one STFT with 186 ms windows (5.4 Hz bins: a
@@ -153,22 +163,41 @@ def track_beats(y: np.ndarray, sr: int) -> BeatGrid:
     :data:`NO_BEATS` when ``estimate_tempo`` finds no tempo (silence,
     inputs shorter than 3 s).
     """
+    return beat_analysis(y, sr)[0]
+
+
+def beat_analysis(y: np.ndarray, sr: int) -> tuple[BeatGrid, Salience | None]:
+    """:func:`track_beats`, and the pitch salience its downbeat step computed
+    (None when it found no beats), which the chords job reuses
+    (``chords.estimate_chords(..., salience=...)``) instead of computing it
+    a second time."""
     y = np.asarray(y, np.float32)
-    tempo = estimate_tempo(y, sr).tempo
-    if tempo <= 0:
-        return NO_BEATS
+    if len(y) < MIN_SECONDS * sr:
+        return NO_BEATS, None
     bands, fps = onset_bands(y, sr)
+    activation = beatnet.activation(bands)
+    tempo = tempo_from_bands(bands, fps, activation).tempo
+    if tempo <= 0:
+        return NO_BEATS, None
     period = 60.0 * fps / tempo
-    accent = _balanced_accent(bands)
-    frames = _track(accent, period)
+    frames = _track(beat_signal(bands, activation), period)
     if len(frames) < 2:
-        return BeatGrid(tempo, "4/4", [], [])
+        return BeatGrid(tempo, "4/4", [], []), None
     times = frames / fps
-    features, cues = beat_features(y, sr, bands, fps, frames, times)
+    sal = pitch_salience(y, sr)
+    features, cues = beat_features(y, sr, bands, fps, frames, times, sal)
     cues["network"] = downbeat_logits(features)
     meter, phase = _meter_and_phase(cues)
     beats = [round(float(t), 3) for t in times]
-    return BeatGrid(tempo, f"{meter}/4", beats, beats[phase::meter])
+    return BeatGrid(tempo, f"{meter}/4", beats, beats[phase::meter]), sal
+
+
+def beat_signal(bands: np.ndarray, activation: np.ndarray) -> np.ndarray:
+    """What the tracker follows: the beat activation, plus ACCENT_SHARE of
+    the band-balanced accent, each at unit standard deviation."""
+    accent = _balanced_accent(bands)
+    act = np.asarray(activation, np.float64)
+    return act / max(float(act.std()), 1e-12) + ACCENT_SHARE * accent / max(float(accent.std()), 1e-12)
 
 
 def _balanced_accent(bands: np.ndarray) -> np.ndarray:
@@ -307,21 +336,28 @@ def _beat_cues(
 
 
 def beat_features(
-    y: np.ndarray, sr: int, bands: np.ndarray, fps: float, frames: np.ndarray, times: np.ndarray
+    y: np.ndarray,
+    sr: int,
+    bands: np.ndarray,
+    fps: float,
+    frames: np.ndarray,
+    times: np.ndarray,
+    salience: Salience | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Per-beat inputs (beats, N_FEATURES) of the downbeat network, each
     z-scored over the track: the three onset bands at the beat and the low
     and mid bands half a beat later (the off-beat), the snare-band noise,
     the chroma change of :func:`_beat_cues` and the change of the chord
     network's probabilities (:mod:`workers.dsp.chords`) from the beat before,
-    1 − Σ √(p·q) (Bhattacharyya); and the cues of :func:`_beat_cues`."""
+    1 − Σ √(p·q) (Bhattacharyya); and the cues of :func:`_beat_cues`.
+    ``salience``: ``pitch_salience(y, sr)`` if the caller has it."""
     cues = _beat_cues(y, sr, bands, fps, frames, times)
     width = 2 * int(round(PEAK_SECONDS * fps)) + 1
     peaks = maximum_filter1d(bands, width, axis=1)
     n_env = bands.shape[1]
     half = np.append(np.diff(frames), np.median(np.diff(frames)) if len(frames) > 1 else 1) / 2
     off = np.clip(np.round(frames + half).astype(np.int64), 0, n_env - 1)
-    _, edges, probs = chords.chord_analysis(y, sr, list(times))
+    _, edges, probs = chords.chord_analysis(y, sr, list(times), salience)
     idx = np.clip(np.searchsorted(edges, times + 1e-6, side="right") - 1, 0, len(probs) - 1)
     p = probs[idx]
     change = np.zeros(len(times))

@@ -173,13 +173,14 @@ def _gate(sal, edges: np.ndarray) -> np.ndarray:
 
 
 def chord_analysis(
-    y: np.ndarray, sr: int, beats: list[float] | None = None
+    y: np.ndarray, sr: int, beats: list[float] | None = None, salience: Salience | None = None
 ) -> tuple[Salience, np.ndarray, np.ndarray]:
     """The salience (step 1), the interval edges (s, from 0 to the duration)
     and the gated probabilities (intervals, 25) of the labels of
-    :data:`LABELS` (steps 2–4). Shared with the key finder."""
+    :data:`LABELS` (steps 2–4). Shared with the key finder and the downbeat
+    tracker. ``salience``: ``pitch_salience(y, sr)`` if the caller has it."""
     duration = len(y) / sr
-    sal = pitch_salience(y, sr)
+    sal = pitch_salience(y, sr) if salience is None else salience
     edges = interval_edges(beats, duration, sal.hop_seconds)
     if len(sal.salience) == 0:
         probs = np.zeros((len(edges) - 1, 25))
@@ -197,7 +198,9 @@ def decode(probs: np.ndarray) -> np.ndarray:
     return _viterbi(np.ascontiguousarray(np.log(probs + PROB_FLOOR)), SWITCH_COST)
 
 
-def estimate_chords(y: np.ndarray, sr: int, beats: list[float] | None = None) -> Chords:
+def estimate_chords(
+    y: np.ndarray, sr: int, beats: list[float] | None = None, salience: Salience | None = None
+) -> Chords:
     """Chord segments of mono audio ``y`` (float, any length) at ``sr`` Hz,
     contiguous from 0 to the duration in seconds.
 
@@ -209,7 +212,8 @@ def estimate_chords(y: np.ndarray, sr: int, beats: list[float] | None = None) ->
     scoring follow MIREX ACE "majmin"; other chords (7ths, sus, power
     chords) get the nearest triad. Empty input: no segments. Raises
     UnprocessableAudio for non-finite samples, ValueError for more than one
-    channel.
+    channel. ``salience``: ``pitch_salience(y, sr)`` when the caller has
+    computed it already (``beats.beat_analysis`` returns it).
     """
     y = np.asarray(y, np.float32)
     if y.ndim != 1:
@@ -220,7 +224,7 @@ def estimate_chords(y: np.ndarray, sr: int, beats: list[float] | None = None) ->
     if len(y) == 0:
         return Chords([])
     duration = len(y) / sr
-    _, edges, probs = chord_analysis(y, sr, beats)
+    _, edges, probs = chord_analysis(y, sr, beats, salience)
     path = decode(probs)
     found = tonality.key_from_chords(probs, np.diff(edges), path)
     key_pc, mode = (found[0], found[1]) if found is not None else (None, "major")

@@ -46,8 +46,9 @@ def track_beat_grid(audio: Audio, options: dict, ctx: JobContext) -> dict:
 @job_task("chords")
 def recognize_chords(audio: Audio, options: dict, ctx: JobContext) -> dict:
     y = audio.mono()
-    grid = beats.track_beats(y, audio.analysis_sr)  # beat-synchronous labels
-    return chords.estimate_chords(y, audio.analysis_sr, beats=grid.beats or None).to_dict()
+    # Beat-synchronous labels; the salience the downbeat step computed serves the chords too.
+    grid, sal = beats.beat_analysis(y, audio.analysis_sr)
+    return chords.estimate_chords(y, audio.analysis_sr, beats=grid.beats or None, salience=sal).to_dict()
 
 
 @job_task("pitch")
@@ -68,9 +69,9 @@ def analyze_track(audio: Audio, options: dict, ctx: JobContext) -> dict:
     ctx.progress(0.2)
     k, t = key.estimate_key(y, audio.analysis_sr), tempo.estimate_tempo(y, audio.analysis_sr)
     ctx.progress(0.4)
-    grid = beats.track_beats(y, audio.analysis_sr)
+    grid, sal = beats.beat_analysis(y, audio.analysis_sr)
     ctx.progress(0.6)
-    chord_list = chords.estimate_chords(y, audio.analysis_sr, beats=grid.beats or None)
+    chord_list = chords.estimate_chords(y, audio.analysis_sr, beats=grid.beats or None, salience=sal)
     ctx.progress(0.8)
     loud = loudness.measure(x, sr)
     return {
