@@ -103,9 +103,11 @@ shorter than 60 ms are dropped. ``start``/``end`` are the outer edges of
 the first and last frame (±½ hop around their centres), ``hz`` the median
 f0 of the note's stable frames, ``midi`` round(69 + 12 log2(hz / 440)).
 
-Cost: ~0.3 s of CPU per minute of audio (the Viterbi pass about half: the
-unvoiced layer is a banded max-plus product, voiced states are extended only
-from bins that had a candidate). Memory: blocks of 4096 frames (47 s) whose
+Cost: ~0.2 s of CPU per minute of audio at fmin 100, fmax 1100 Hz on a
+shared 2-core box (pitch-1: ~0.17–0.2 on the same runs; the Viterbi pass
+about a sixth: the unvoiced layer is a banded max-plus product, voiced
+states are extended only from bins that had a candidate; the classifier's
+network ~8 %; the salience rule runs only on the frames that may need it). Memory: blocks of 4096 frames (47 s) whose
 Viterbi passes run 256 frames (3 s) further on each side, only the block's
 own frames kept (the tests compare with whole-track decoding): ~65 MB of
 working memory whatever the length, plus the outputs (~7 MB for 20 minutes).
@@ -771,20 +773,19 @@ def lead_salience(y: np.ndarray, sr: int) -> tuple[np.ndarray, float]:
 
 
 @numba.njit(cache=True)
-def _lead_obs(q, sub_best, yin, first, last, sub_bin, min_prob, top, obs, voiced):
+def _lead_obs(q, order, sub_best, yin, first, last, sub_bin, min_prob, scale, obs, voiced):
     """Observations from the lead posterior ``q`` (frames × classes): each of
-    a frame's ``top`` likeliest semitones (posterior ≥ ``min_prob``) puts its
-    probability on one pitch bin — among the semitone's bins
+    a frame's likeliest semitones (``order``, its rows in decreasing
+    posterior; those ≥ ``min_prob``) puts its probability × ``scale`` on one
+    pitch bin — among the semitone's bins
     ``first[c]..last[c]`` the likeliest YIN candidate (``yin``; its f0 is
     exact), else ``sub_bin[c, sub_best[f, c]]``, the bin of its most salient
-    lead-grid point. ``voiced`` is the sum placed."""
+    lead-grid point. ``voiced`` is the sum of the probabilities placed."""
     n_frames = q.shape[0]
-    n_sem = q.shape[1] - 1
     for f in range(n_frames):
-        order = np.argsort(-q[f, :n_sem])
         total = 0.0
-        for r in range(min(top, n_sem)):
-            c = order[r]
+        for r in range(order.shape[1]):
+            c = order[f, r]
             pr = q[f, c]
             if pr < min_prob:
                 break
@@ -796,7 +797,7 @@ def _lead_obs(q, sub_best, yin, first, last, sub_bin, min_prob, top, obs, voiced
                     b = k
             if b < 0:
                 b = sub_bin[c, sub_best[f, c]]
-            obs[f, b] = pr
+            obs[f, b] = pr * scale
             total += pr
         voiced[f] = min(1.0, total)
 
@@ -904,12 +905,22 @@ def track_pitch(y: np.ndarray, sr: int, fmin: float = 65.0, fmax: float = 1000.0
         q = lead_posterior(lead_features(sub.max(axis=2), lead_ref))
         lead_obs = np.zeros_like(obs)
         lead_voiced = np.zeros(b - a)
+        q[~has] = 0.0  # silence: no candidates, unvoiced
+        top = np.argpartition(-q[:, :-1], LEAD_TOP, axis=1)[:, :LEAD_TOP]
+        order = np.take_along_axis(top, np.argsort(-np.take_along_axis(q, top, axis=1), axis=1), axis=1)
         _lead_obs(
-            q, sub.argmax(axis=2), obs, first, last, sub_bin, LEAD_MIN_PROB, LEAD_TOP, lead_obs, lead_voiced
+            q,
+            order,
+            sub.argmax(axis=2),
+            obs,
+            first,
+            last,
+            sub_bin,
+            LEAD_MIN_PROB,
+            LEAD_VOICED_WEIGHT / p.n_bins,
+            lead_obs,
+            lead_voiced,
         )
-        lead_obs *= LEAD_VOICED_WEIGHT / p.n_bins
-        lead_voiced[~has] = 0.0
-        lead_obs[~has] = 0.0
         # The salience rule (predominant pitch, above) where it may know
         # better: on every frame if fmin/fmax reach beyond the classifier's
         # registers, else on those it calls "no lead" while a low voice
