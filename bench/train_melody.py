@@ -1,7 +1,7 @@
 """Train the lead-pitch classifier of ``workers/dsp/pitch.py`` from scratch.
 
-    nice -n 10 .venv/bin/python bench/train_melody.py --render-only --songs 300   # stems, ~15 min, once
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/train_melody.py --songs 300
+    nice -n 10 .venv/bin/python bench/train_melody.py --render-only   # 240 songs: stems, ~10 min, once
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/train_melody.py   # ~1 min features, 5-8 min training
 
 Data: the ``train`` style of ``bench/songgen.py`` (FluidR3 GM and TimGM6mb,
 every melodic GM program that can lead, seeds from 1000 on): never the
@@ -193,10 +193,10 @@ def shift(x: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--songs", type=int, default=300)
+    ap.add_argument("--songs", type=int, default=240)
     ap.add_argument("--seed", type=int, default=1000)
-    ap.add_argument("--dev", type=int, default=30, help="songs kept aside for choosing the epoch")
-    ap.add_argument("--epochs", type=int, default=16)
+    ap.add_argument("--dev", type=int, default=24, help="songs kept aside for choosing the epoch")
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--hidden", default="256,128")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--render-only", action="store_true")
