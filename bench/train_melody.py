@@ -1,6 +1,6 @@
 """Train the lead-pitch classifier of ``workers/dsp/pitch.py`` from scratch.
 
-    nice -n 10 .venv/bin/python bench/train_melody.py --render-only   # 240 songs: stems, ~10 min, once
+    nice -n 10 .venv/bin/python bench/train_melody.py --render-only   # 240 + 80 stems, ~12 min, once
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/train_melody.py   # ~1 min features, 5-8 min training
 
 Data: the ``train`` style of ``bench/songgen.py`` (FluidR3 GM and TimGM6mb,
@@ -10,8 +10,11 @@ split. Each song's three stems (drums + bass, harmony, lead) are rendered
 apart and cached (``bench/.cache/melody-stems/``), then mixed here several
 ways: at the spec's level (lead −3 … +15 dB over the harmony), at a second
 level drawn from −2 … +16 dB, and, for every fifth song, the lead alone (so
-that a clean melody stays easy). The reference is the lead's MIDI notes: at
-each frame centre the sounding note's pitch, else "no lead".
+that a clean melody stays easy). Every third song (index % 3 == 1) is also
+rendered with its lead an octave lower (if its lowest note stays at or above
+MIDI 38; a second stems file, mixed the same ways, the lead alone when
+index % 5 == 1), so that real low registers are seen. The reference is the
+lead's MIDI notes: at each frame centre the sounding note's pitch, else "no lead".
 
 Features: ``pitch.lead_features`` (the semitone harmonic salience of the
 pitch tracker's spectra, MIDI 36–96, at six frame offsets, see the module
@@ -59,6 +62,14 @@ from workers.dsp.features import ANALYSIS_SR  # noqa: E402
 STEM_CACHE = ROOT / "bench" / ".cache" / "melody-stems"
 FEAT_CACHE = ROOT / "bench" / ".cache" / "melodyfeat"
 FEAT_VERSION = "v2"  # v2: frames beyond the ends repeat the edge (v1: the floor)
+# Every third song (index % 3 == 1) is also rendered with its lead an octave
+# lower, so that real low registers (male voices, cello, bass clarinet: their
+# coarser spectral resolution) are seen, if its lowest note stays at or above
+# MIDI 38. (Also two octaves lower for another third: clean low melodies a little
+# better, dev RPA 0.820 → 0.807; bench/docs/tonal.md.)
+LOW_EVERY = 3
+LOW_SHIFT = -12
+LOW_MIN_MIDI = 38
 SHIFT = 4  # training shifts: -SHIFT … +SHIFT semitones for 60 % of the frames ...
 WIDE_SHIFT = (-12, 7)  # ... the others anywhere in -12 … +7 (the lead's register down to a bass voice)
 
@@ -116,8 +127,27 @@ def _rms(v: np.ndarray) -> float:
     return max(float(np.sqrt(np.mean(np.square(v, dtype=np.float64)))), 1e-12)
 
 
-def mixes(stems: dict, spec, rng: np.random.Generator) -> list[np.ndarray]:
-    """The song's training mixes (module docstring)."""
+def transposed(song, k: int):
+    """The song with its lead moved by ``k`` semitones (a new stems file)."""
+    import copy
+
+    lead = copy.deepcopy(song.lead)
+    for inst in lead.instruments:
+        for n in inst.notes:
+            n.pitch += k
+    return songgen.Song(song.spec, song.rhythm, song.harmony, lead, song.ref)
+
+
+def low_version(song) -> int:
+    """The semitones the song's extra, lower lead is moved by, or 0 (none)."""
+    if song.spec.index % LOW_EVERY != 1:
+        return 0
+    low = min(n.pitch for inst in song.lead.instruments for n in inst.notes)
+    return LOW_SHIFT if low + LOW_SHIFT >= LOW_MIN_MIDI else 0
+
+
+def mixes(stems: dict, spec, rng: np.random.Generator, lone: bool) -> list[np.ndarray]:
+    """The song's training mixes (module docstring); ``lone``: also the lead alone."""
     harm, rhy, lead = stems["harmony"], stems["rhythm"], stems["lead"]
     ref = _rms(harm)
     out = []
@@ -129,7 +159,7 @@ def mixes(stems: dict, spec, rng: np.random.Generator) -> list[np.ndarray]:
             + lead * (10 ** (lead_db / 20) * ref / _rms(lead))
         )
         out.append(mix)
-    if spec.index % 5 == 0:
+    if lone:
         out.append(lead.copy())
     for m in out:
         m *= 10 ** (float(rng.uniform(-20.0, -1.0)) / 20) / max(float(np.max(np.abs(m))), 1e-9)
@@ -149,7 +179,7 @@ def frame_labels(song, n_frames: int, hop_s: float) -> np.ndarray:
     return y
 
 
-def song_features(song, stems_path: Path, step: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def song_features(song, stems_path: Path, lone: bool, step: int = 2) -> tuple[np.ndarray, np.ndarray]:
     key = hashlib.sha256(f"{FEAT_VERSION}|{stems_path.name}|{step}".encode()).hexdigest()[:20]
     path = FEAT_CACHE / f"{key}.npz"
     if path.exists():
@@ -159,7 +189,7 @@ def song_features(song, stems_path: Path, step: int = 2) -> tuple[np.ndarray, np
         stems = {k: z[k] for k in z.files}
     rng = np.random.default_rng(song.spec.note_seed)
     xs, ys = [], []
-    for y in mixes(stems, song.spec, rng):
+    for y in mixes(stems, song.spec, rng, lone):
         s = pitch.lead_salience(y.astype(np.float32), ANALYSIS_SR)
         x = pitch.lead_features(*s)
         lab = frame_labels(song, len(x), 256 / ANALYSIS_SR)
@@ -209,26 +239,39 @@ def main() -> int:
 
     def one(spec):
         song = songgen.build_song(spec)
-        path = render_stems(song, fs)
-        if args.render_only:
-            return None
-        return song_features(song, path)
+        versions = [(song, spec.index % 5 == 0)]
+        k = low_version(song)
+        if k:
+            versions.append((transposed(song, k), spec.index % 5 == 1))
+        out = []
+        for v, lone in versions:
+            path = render_stems(v, fs)
+            if not args.render_only:
+                out.append(song_features(v, path, lone))
+        return out
 
-    xs, ys = [], []
+    xs, ys, n_low = [], [], 0
+    n_train = len(specs) - args.dev
+    x_tr: list[np.ndarray] = []
+    y_tr: list[np.ndarray] = []
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         for i, r in enumerate(pool.map(one, specs)):
-            if r is not None:
-                xs.append(r[0])
-                ys.append(r[1])
+            n_low += len(r) > 1
+            for x, y in r:
+                (x_tr if i < n_train else xs).append(x)
+                (y_tr if i < n_train else ys).append(y)
             if i % 20 == 0:
                 print(f"songs {i + 1}/{len(specs)} ({time.perf_counter() - t0:.0f} s)", flush=True)
     if args.render_only:
         return 0
-    n_train = len(specs) - args.dev
-    x_tr, y_tr = np.concatenate(xs[:n_train]), np.concatenate(ys[:n_train])
-    x_dev, y_dev = np.concatenate(xs[n_train:]).astype(np.float32), np.concatenate(ys[n_train:])
+    x_tr, y_tr = np.concatenate(x_tr), np.concatenate(y_tr)
+    x_dev, y_dev = np.concatenate(xs).astype(np.float32), np.concatenate(ys)
     del xs, ys
-    print(f"train {len(y_tr)} frames from {n_train} songs, dev {len(y_dev)} from {args.dev}", flush=True)
+    print(
+        f"train {len(y_tr)} frames from {n_train} songs, dev {len(y_dev)} from {args.dev} "
+        f"({n_low} songs also with a lower lead)",
+        flush=True,
+    )
 
     rng = np.random.default_rng(0)
     sizes = [x_tr.shape[1], *(int(h) for h in args.hidden.split(",")), pitch.LEAD_CLASSES]

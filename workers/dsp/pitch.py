@@ -70,16 +70,21 @@ Additions to pYIN, for a melody in a mix (measured in
   ``data/leadnet.npz``, 0.23 MB, trained from scratch by
   ``bench/train_melody.py`` on FluidSynth renders of GM songs — FluidR3 and
   TimGM6mb, every melodic lead program, the lead −3 to +16 dB over the band
-  and alone, shifted in pitch down to a bass voice — with the lead's MIDI
-  notes as the reference). On each frame each of its 8 likeliest semitones
+  and alone, a third of the songs also with the lead rendered an octave
+  lower (real low registers), shifted in pitch down to a bass voice — with
+  the lead's MIDI notes as the reference). On each frame each of its 8 likeliest semitones
   (posterior ≥ 0.001) puts its probability on one pitch bin — the
   semitone's likeliest YIN candidate (whose f0 is exact), else the bin of
   its most salient grid point — scaled by 2 / bins (against the unvoiced
   layer's (1 − voiced) / bins: a semitone must be about half as likely as
   "no lead" to hold the path; 1, 4 and 8 were tried, see
   ``bench/docs/tonal.md``); the voiced probability is their sum, and the
-  same HMM decodes. Where fmin/fmax reach outside MIDI 36–88 (65–1319 Hz,
-  the registers it was trained on), frames whose salience-weighted best
+  same HMM decodes; both are scaled by YIN's centre-level factor (so that
+  the network's look-ahead does not voice the frames before an onset).
+  Frames it calls "no lead" (< 0.5) whose salience-weighted best candidate
+  lies below MIDI 89 and is likelier keep the salience rule (a sung-like or
+  low voice the network did not learn). Where fmin/fmax reach outside
+  MIDI 36–88 (65–1319 Hz, the registers it was trained on), frames whose salience-weighted best
   candidate lies outside keep the salience rule above. In the spirit of
   the frame classifiers of Bittner et al. (deep salience, ISMIR 2017) and
   Kum et al. (ISMIR 2016), at a size that costs about what the salience
@@ -107,10 +112,11 @@ Cost: ~0.2 s of CPU per minute of audio at fmin 100, fmax 1100 Hz on a
 shared 2-core box (pitch-1: ~0.17–0.2 on the same runs; the Viterbi pass
 about a sixth: the unvoiced layer is a banded max-plus product, voiced
 states are extended only from bins that had a candidate; the classifier's
-network ~8 %; the salience rule runs only on the frames that may need it). Memory: blocks of 4096 frames (47 s) whose
-Viterbi passes run 256 frames (3 s) further on each side, only the block's
-own frames kept (the tests compare with whole-track decoding): ~65 MB of
-working memory whatever the length, plus the outputs (~7 MB for 20 minutes).
+network ~8 %; the salience rule runs only on the frames that may need it).
+Memory: blocks of 4096 frames (47 s) whose Viterbi passes run 256 frames
+(3 s) further on each side, only the block's own frames kept (the tests
+compare with whole-track decoding): ~65 MB of working memory whatever the
+length, plus the outputs (~7 MB for 20 minutes).
 """
 
 from __future__ import annotations
@@ -168,7 +174,7 @@ LEAD_MIDI_MIN = 36  # the lead classifier's pitches: MIDI 36 (65 Hz) ...
 LEAD_CLASSES = 62  # ... to 96 (2093 Hz), one class per semitone, and "no lead"
 LEAD_TRUST_MIDI = 88  # frames whose best candidate is above MIDI 88 (1319 Hz; leads trained on
 # reach ~85 and are shifted up to +7) keep the salience rule
-LEAD_SURE_MIDI = 48  # below MIDI 48 (131 Hz) the salience rule may voice a frame the classifier does not
+LEAD_SURE_MIDI = 89  # below MIDI 89 (pitch-2: 48) the salience rule may voice a frame the classifier does not
 LEAD_LOW_VOICED = 0.5  # ... on frames whose lead posterior sums to less (0.9 tried: dev RPA 0.844 → 0.817)
 LEAD_SUBBINS = (-0.4, -0.2, 0.0, 0.2, 0.4)  # salience at these offsets (semitones), max-pooled
 LEAD_OFFSETS = (-6, -3, 0, 3, 6, 10)  # frames of context the classifier sees
@@ -820,6 +826,26 @@ def _lead_bins(p: _Params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return first, last, sub_bin
 
 
+def _centre_gain(y: np.ndarray, p: _Params, level: np.ndarray, f0: int) -> np.ndarray:
+    """YIN's centre-level factor of frames f0, f0 + 1, … (``level``: their
+    centre power): min(1, level / (CENTRE_RATIO × the frame's mean power)) **
+    CENTRE_POWER, 0 for a silent frame. The lead layer takes it too, so that a
+    note's context frames do not voice the frames before its onset."""
+    pad = p.frame // 2
+    a = f0 * p.hop
+    b = (f0 + len(level) - 1) * p.hop + p.frame
+    chunk = np.zeros(b - a)
+    lo, hi = max(a - pad, 0), min(b - pad, len(y))
+    if hi > lo:
+        chunk[lo - (a - pad) : hi - (a - pad)] = y[lo:hi]
+    energy = np.zeros(len(chunk) + 1)
+    np.cumsum(np.square(chunk), out=energy[1:])
+    starts = np.arange(len(level)) * p.hop
+    e_all = (energy[starts + p.frame] - energy[starts]) / p.frame
+    ratio = np.maximum(level, 0.0) / np.maximum(CENTRE_RATIO * e_all, 1e-30)
+    return np.where(e_all > 1e-12, np.minimum(1.0, ratio) ** CENTRE_POWER, 0.0)
+
+
 def _salience_voiced(peaks: np.ndarray, crest: np.ndarray, mean_db: float, p: _Params) -> np.ndarray:
     """Voiced probability of consecutive frames from their peak harmonic
     salience and its crest (module docstring); the first SAL_DROP_SECONDS
@@ -888,7 +914,7 @@ def track_pitch(y: np.ndarray, sr: int, fmin: float = 65.0, fmax: float = 1000.0
     sem_of_bin = np.round(bin_midi).astype(np.int64) - LEAD_MIDI_MIN
     sem_of_bin[(sem_of_bin < 0) | (sem_of_bin > LEAD_TRUST_MIDI - LEAD_MIDI_MIN)] = -1
     in_range = bool(np.all(sem_of_bin >= 0))  # every bin in the classifier's registers
-    low_bins = bool(bin_midi[0] < LEAD_SURE_MIDI - 0.5)  # ... and some in a bass voice's
+    low_bins = bool(bin_midi[0] < LEAD_SURE_MIDI - 0.5)  # ... and some where the salience rule may voice
     mean_db, lead_ref = _salience_mean_db(y, p, total, pitch_bins=low_bins or not in_range)
     first, last, sub_bin = _lead_bins(p)
     for s in range(0, total, BLOCK_FRAMES):
@@ -921,10 +947,13 @@ def track_pitch(y: np.ndarray, sr: int, fmin: float = 65.0, fmax: float = 1000.0
             lead_obs,
             lead_voiced,
         )
+        gain = _centre_gain(y, p, lev, a)
+        lead_obs *= gain[:, None]
+        lead_voiced *= gain
         # The salience rule (predominant pitch, above) where it may know
         # better: on every frame if fmin/fmax reach beyond the classifier's
-        # registers, else on those it calls "no lead" while a low voice
-        # (below MIDI 48) might sound.
+        # registers, else on those it calls "no lead" (a sung-like voice, a
+        # low one: the network saw few) below MIDI 89.
         if not in_range:
             rows = np.flatnonzero(has)
         elif low_bins:
