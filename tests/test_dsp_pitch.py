@@ -415,3 +415,31 @@ def test_lead_over_a_band_with_passing_tones(timbre: str) -> None:
     print(f"{timbre}: mean RPA {np.mean(rpas):.3f}, naive salience peak {np.mean(naive):.3f}")
     assert np.mean(naive) < MIN_RPA_LEAD, naive
     assert np.mean(rpas) >= MIN_RPA_LEAD, rpas
+
+
+def test_gate_picks_the_salience_rule_alone_on_clean_melodies(monkeypatch, melodies) -> None:
+    # A clean voice (its harmonics, breath 30 dB down) scores a harmonic
+    # energy share near 1; the same voices over a band, and the band leads,
+    # well below. track_pitch follows the gate: pitch-1's salience rule on
+    # the clean melody, the lead classifier over the band.
+    clean = [pitch.harmonic_share(y, SR) for y, _, _ in melodies.values()]
+    clean.append(pitch.harmonic_share(render_melody(KNOWN_NOTES, 7.0, seed=3)[0], SR))
+    bands = [pitch.harmonic_share(_band_lead(timbre, 0)[0], SR) for timbre in ("square", "reed")]
+    for (y, _, _), key in zip(melodies.values(), ["A", "F", "D#", "B"], strict=True):
+        backing = synth.chord_progression(key, "minor", SECONDS, SR, bpm=110.0, with_drums=True, seed=10)
+        backing = backing.astype(np.float64)
+        backing *= np.sqrt(np.mean(np.square(y, dtype=np.float64)) / np.mean(backing**2))
+        bands.append(pitch.harmonic_share((y + backing * 10 ** (-6 / 20)).astype(np.float32), SR))
+    print("harmonic share: clean", np.round(clean, 3), "over a band", np.round(bands, 3))
+    assert min(clean) >= pitch.MONO_SHARE, clean
+    assert max(bands) < pitch.MONO_SHARE, bands
+
+    y_clean = melodies["bass voice"][0]
+    y_band = _band_lead("square", 0)[0]
+    gated = [track_pitch(y_clean, SR).f0_hz, track_pitch(y_band, SR).f0_hz]
+    monkeypatch.setattr(pitch, "MONO_SHARE", 0.0)  # always the salience rule
+    salience = [track_pitch(y_clean, SR).f0_hz, track_pitch(y_band, SR).f0_hz]
+    monkeypatch.setattr(pitch, "MONO_SHARE", 2.0)  # never
+    classifier = [track_pitch(y_clean, SR).f0_hz, track_pitch(y_band, SR).f0_hz]
+    assert gated[0] == salience[0] != classifier[0]
+    assert gated[1] == classifier[1] != salience[1]

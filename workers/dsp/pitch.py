@@ -90,6 +90,31 @@ Additions to pYIN, for a melody in a mix (measured in
   Kum et al. (ISMIR 2016), at a size that costs about what the salience
   rule it replaces cost.
 
+* **Monophonic input** (the gate). The classifier wins over a band but
+  loses on a clean low voice (a bass voice at MIDI 40–55: RPA 0.93 against
+  the salience rule's ≥ 0.95; its MIDI 40 notes missed), which the
+  salience rule was built and tested on. So each track is first measured:
+  on the salience-statistics frames (every 4th, 93 ms Hann spectra) whose
+  lead-grid peak salience is at least the track's mean (where the
+  salience rule would voice), the **harmonic energy share** — the share of
+  the frame's |X|² (above DC) in the FFT bins within ±1 semitone (at least
+  ±2 bins, the window's main lobe; at most half the harmonic spacing) of
+  h · f0, h = 1 … 24, f0 the frame's most salient lead-grid pitch. One
+  voice and its harmonics score near 1 whatever its vibrato (a semitone
+  holds a smeared partial); a band's other notes, drums and noise fall
+  outside. The track's value is the lower quartile over those frames (a
+  quarter of the frames may hold a note change or a tail). At
+  MONO_SHARE = 0.975 or more the whole track takes pitch-1's salience rule
+  exactly (same observations, same decoding); below, the classifier.
+  Chosen only on the unit tests' material and the tune/dev splits
+  (``bench/docs/tonal.md``): clean melodies 0.989–0.999, the same melodies
+  over a band 6–12 dB down ≤ 0.943, band leads ≤ 0.828, tune songs ≤ 0.863,
+  dev ≤ 0.956; the threshold lies between, nearer the clean side's gap in
+  residual energy (1.1 % vs ≥ 4.4 %). The median over frames and ±50 cents
+  over 16 harmonics separated less (clean ≥ 0.981, dev up to 0.970). One
+  decision per track, not per 47 s block: a block boundary would switch
+  tracker mid-note, and the blocks must decode as the whole track does.
+
 Frames are centred on ``t · hop`` with a 256-sample hop at 22.05 kHz
 (11.6 ms; the hop scales with ``sr``). A frame holds 3.5 periods of
 ``fmin`` — W = 2.5 periods plus the longest lag — i.e. 1200 samples (54 ms)
@@ -109,7 +134,9 @@ the first and last frame (±½ hop around their centres), ``hz`` the median
 f0 of the note's stable frames, ``midi`` round(69 + 12 log2(hz / 440)).
 
 Cost: ~0.2 s of CPU per minute of audio at fmin 100, fmax 1100 Hz on a
-shared 2-core box (pitch-1: ~0.17–0.2 on the same runs; the Viterbi pass
+shared 2-core box (pitch-1: ~0.17–0.2 on the same runs; the gate's share
+adds a few per cent, on every 4th frame's spectra the statistics pass
+computes anyway; the Viterbi pass
 about a sixth: the unvoiced layer is a banded max-plus product, voiced
 states are extended only from bins that had a candidate; the classifier's
 network ~8 %; the salience rule runs only on the frames that may need it).
@@ -183,6 +210,13 @@ LEAD_CEIL = 1.5
 LEAD_MIN_PROB = 1e-3  # semitones below this posterior are not candidates
 LEAD_TOP = 8  # at most this many candidate semitones per frame
 LEAD_VOICED_WEIGHT = 2.0  # a semitone's posterior counts as 2 / bins against "no lead" (module docstring)
+
+MONO_SHARE = 0.975  # a track whose loud frames' harmonic energy share (lower quartile) reaches this
+# is monophonic: the salience rule alone (pitch-1). Chosen on the unit-test melodies and tune/dev:
+# clean ≥ 0.989, over a band ≤ 0.943, tune ≤ 0.863, dev ≤ 0.956 (module docstring)
+MONO_CENTS = 100.0  # a harmonic's energy: FFT bins within ±1 semitone (at least ±2 bins) of h · f0 ...
+MONO_HARMONICS = 24  # ... for h = 1 … 24
+MONO_QUANTILE = 25.0  # the track's share: this percentile over its loud frames
 
 BLOCK_FRAMES = 4096  # frames decoded per Viterbi block
 OVERLAP_FRAMES = 256  # extra frames decoded on each side of a block
@@ -657,16 +691,27 @@ def _salience_mag(y: np.ndarray, p: _Params, f0: int, f1: int, step: int = 1) ->
     return mag, p.sr / n
 
 
-def _salience_mean_db(y: np.ndarray, p: _Params, total: int, pitch_bins: bool = True) -> tuple[float, float]:
+def _salience_mean_db(
+    y: np.ndarray, p: _Params, total: int, pitch_bins: bool = True
+) -> tuple[float, float, float]:
     """Mean peak salience (dB) of the track, over every SAL_STATS_STEP-th frame
     within SAL_STATS_RANGE_DB of the loudest: of the tracker's pitch bins
-    (NaN unless ``pitch_bins``) and of the lead classifier's semitones."""
+    (NaN unless ``pitch_bins``) and of the lead classifier's semitones; and
+    the lower quartile of the harmonic energy share of those frames whose
+    lead-grid peak is at least that mean (module docstring, "Monophonic
+    input")."""
     db: list[np.ndarray] = [np.zeros(1)]
     lead_db = []
+    shares = []
     for s in range(0, total, BLOCK_FRAMES):
         e = min(total, s + BLOCK_FRAMES)
         mag, df = _salience_mag(y, p, s, e, SAL_STATS_STEP)
-        lead_db.append(20 * np.log10(np.maximum(_lead_semitones(mag, df).max(axis=(1, 2)), 1e-30)))
+        sub = _lead_semitones(mag, df).reshape(len(mag), -1)
+        top = np.argmax(sub, axis=1)
+        lead_db.append(20 * np.log10(np.maximum(sub[np.arange(len(mag)), top], 1e-30)))
+        frame_share = np.zeros(len(mag))
+        _harmonic_share(mag, df, _lead_grid()[top], MONO_HARMONICS, 2.0 ** (MONO_CENTS / 1200.0), frame_share)
+        shares.append(frame_share)
         if not pitch_bins:
             continue
         peaks, crest = np.zeros(len(mag)), np.zeros(len(mag))
@@ -684,7 +729,53 @@ def _salience_mean_db(y: np.ndarray, p: _Params, total: int, pitch_bins: bool = 
         )
         db.append(20 * np.log10(np.maximum(peaks, 1e-30)))
     mean_db = _reference_db(np.concatenate(db[1:])) if pitch_bins else math.nan
-    return mean_db, _reference_db(np.concatenate(lead_db))
+    lead = np.concatenate(lead_db)
+    lead_ref = _reference_db(lead)
+    loud = lead >= lead_ref
+    share = float(np.percentile(np.concatenate(shares)[loud], MONO_QUANTILE)) if loud.any() else 0.0
+    return mean_db, lead_ref, share
+
+
+@numba.njit(cache=True)
+def _harmonic_share(mag, df, f0, n_harm, ratio, out):
+    """Share of each frame's spectral energy (|X|² above DC) in the FFT bins
+    within a factor ``ratio`` (and at least 2 bins: the Hann main lobe) of
+    the harmonics h · f0[f], h = 1 … n_harm, each window at most half the
+    spacing of harmonics."""
+    n_fft = mag.shape[1]
+    for f in range(mag.shape[0]):
+        total = 0.0
+        for k in range(1, n_fft):
+            total += mag[f, k] * mag[f, k]
+        out[f] = 0.0
+        if total <= 0.0 or f0[f] <= 0.0:
+            continue
+        half_gap = 0.5 * f0[f] / df
+        harm = 0.0
+        last = 0  # bins below ``last`` already counted
+        for h in range(1, n_harm + 1):
+            c = h * f0[f] / df
+            w = max(2.0, c * (ratio - 1.0))
+            w = min(w, half_gap)
+            lo = max(last, max(1, int(math.ceil(c - w))))
+            hi = min(n_fft - 1, int(math.floor(c + w)))
+            for k in range(lo, hi + 1):
+                harm += mag[f, k] * mag[f, k]
+            if hi + 1 > last:
+                last = hi + 1
+            if hi >= n_fft - 1:
+                break
+        out[f] = harm / total
+
+
+def harmonic_share(y: np.ndarray, sr: int, fmin: float = 65.0, fmax: float = 1000.0) -> float:
+    """The track's harmonic energy share (module docstring), which
+    :func:`track_pitch` compares with :data:`MONO_SHARE`."""
+    y = _validate(y, sr, fmin, fmax)
+    p = _params(int(sr), float(fmin), float(fmax))
+    if len(y) < p.frame:
+        return 0.0
+    return _salience_mean_db(y, p, 1 + len(y) // p.hop, pitch_bins=False)[2]
 
 
 def _reference_db(d: np.ndarray) -> float:
@@ -770,7 +861,7 @@ def lead_salience(y: np.ndarray, sr: int) -> tuple[np.ndarray, float]:
     exactly as :func:`track_pitch` computes them (for training)."""
     p = _params(int(sr), 65.0, 1000.0)
     total = 1 + len(y) // p.hop
-    _, ref_db = _salience_mean_db(y, p, total, pitch_bins=False)
+    _, ref_db, _ = _salience_mean_db(y, p, total, pitch_bins=False)
     out = []
     for s in range(0, total, BLOCK_FRAMES):
         mag, df = _salience_mag(y, p, s, min(total, s + BLOCK_FRAMES))
@@ -860,6 +951,105 @@ def _salience_voiced(peaks: np.ndarray, crest: np.ndarray, mean_db: float, p: _P
     return drop * loud * logistic((crest_db - SAL_CREST_DB) / SAL_CREST_SLOPE_DB)
 
 
+def _salience_rule(
+    obs: np.ndarray, voiced: np.ndarray, mag: np.ndarray, df: float, mean_db: float, p: _Params
+) -> tuple[np.ndarray, np.ndarray]:
+    """pitch-1's observations, unchanged: each YIN candidate's probability
+    weighted by its harmonic salience, the voiced probability the salience's."""
+    peaks, crest = np.zeros(len(obs)), np.zeros(len(obs))
+    _salience_weight(
+        mag, df, p.fmin, 12.0 * BINS_PER_SEMITONE, SAL_HARMONICS, SAL_ALPHA, SAL_POWER, obs, peaks, crest
+    )
+    sal_voiced = _salience_voiced(peaks, crest, mean_db, p)
+    has = voiced > 0
+    obs *= np.where(has, sal_voiced / np.where(has, voiced, 1.0), 0.0)[:, None]
+    return obs, np.where(has, sal_voiced, 0.0)
+
+
+def _lead_rule(
+    y: np.ndarray,
+    p: _Params,
+    a: int,
+    obs: np.ndarray,
+    voiced: np.ndarray,
+    lev: np.ndarray,
+    mag: np.ndarray,
+    df: float,
+    lead_ref: float,
+    mean_db: float,
+    bins: tuple[np.ndarray, np.ndarray, np.ndarray],
+    bin_midi: np.ndarray,
+    ranges: tuple[bool, bool],
+) -> tuple[np.ndarray, np.ndarray]:
+    """pitch-2's observations of the frames a, a + 1, … of ``obs``: the lead
+    classifier's, the salience rule's where it may know better (module
+    docstring)."""
+    first, last, sub_bin = bins
+    n = len(obs)
+    in_range, low_bins = ranges
+    has = voiced > 0
+    # The lead classifier's observations (module docstring).
+    sub = _lead_semitones(mag, df)
+    q = lead_posterior(lead_features(sub.max(axis=2), lead_ref))
+    lead_obs = np.zeros_like(obs)
+    lead_voiced = np.zeros(n)
+    q[~has] = 0.0  # silence: no candidates, unvoiced
+    top = np.argpartition(-q[:, :-1], LEAD_TOP, axis=1)[:, :LEAD_TOP]
+    order = np.take_along_axis(top, np.argsort(-np.take_along_axis(q, top, axis=1), axis=1), axis=1)
+    _lead_obs(
+        q,
+        order,
+        sub.argmax(axis=2),
+        obs,
+        first,
+        last,
+        sub_bin,
+        LEAD_MIN_PROB,
+        LEAD_VOICED_WEIGHT / p.n_bins,
+        lead_obs,
+        lead_voiced,
+    )
+    gain = _centre_gain(y, p, lev, a)
+    lead_obs *= gain[:, None]
+    lead_voiced *= gain
+    # The salience rule (predominant pitch, above) where it may know
+    # better: on every frame if fmin/fmax reach beyond the classifier's
+    # registers, else on those it calls "no lead" (a sung-like voice, a
+    # low one: the network saw few) below MIDI 89.
+    if not in_range:
+        rows = np.flatnonzero(has)
+    elif low_bins:
+        rows = np.flatnonzero(has & (lead_voiced < LEAD_LOW_VOICED))
+    else:
+        rows = np.zeros(0, np.int64)
+    if len(rows):
+        o = obs[rows]
+        peaks, crest = np.zeros(n), np.zeros(n)
+        pk, cr = np.zeros(len(rows)), np.zeros(len(rows))
+        _salience_weight(
+            np.ascontiguousarray(mag[rows]),
+            df,
+            p.fmin,
+            12.0 * BINS_PER_SEMITONE,
+            SAL_HARMONICS,
+            SAL_ALPHA,
+            SAL_POWER,
+            o,
+            pk,
+            cr,
+        )
+        peaks[rows], crest[rows] = pk, cr
+        sal_voiced = _salience_voiced(peaks, crest, mean_db, p)[rows]
+        o *= (sal_voiced / voiced[rows])[:, None]
+        best = bin_midi[np.argmax(o, axis=1)]
+        outside = (best < LEAD_MIDI_MIN - 0.5) | (best > LEAD_TRUST_MIDI + 0.5)
+        low = (best < LEAD_SURE_MIDI - 0.5) & (sal_voiced > lead_voiced[rows])
+        use = outside | low
+        lead_obs[rows[use]] = o[use]
+        lead_voiced[rows[use]] = sal_voiced[use]
+    return lead_obs, lead_voiced
+
+
 def _decode(obs: np.ndarray, voiced: np.ndarray, p: _Params) -> np.ndarray:
     """Viterbi states of the frames whose observations are given; ``obs`` is
     overwritten by its logarithm."""
@@ -915,7 +1105,10 @@ def track_pitch(y: np.ndarray, sr: int, fmin: float = 65.0, fmax: float = 1000.0
     sem_of_bin[(sem_of_bin < 0) | (sem_of_bin > LEAD_TRUST_MIDI - LEAD_MIDI_MIN)] = -1
     in_range = bool(np.all(sem_of_bin >= 0))  # every bin in the classifier's registers
     low_bins = bool(bin_midi[0] < LEAD_SURE_MIDI - 0.5)  # ... and some where the salience rule may voice
-    mean_db, lead_ref = _salience_mean_db(y, p, total, pitch_bins=low_bins or not in_range)
+    mean_db, lead_ref, share = _salience_mean_db(y, p, total, pitch_bins=low_bins or not in_range)
+    mono = share >= MONO_SHARE  # one voice and its harmonics: the salience rule alone (pitch-1)
+    if mono and math.isnan(mean_db):
+        mean_db = _salience_mean_db(y, p, total)[0]
     first, last, sub_bin = _lead_bins(p)
     for s in range(0, total, BLOCK_FRAMES):
         e = min(total, s + BLOCK_FRAMES)
@@ -925,67 +1118,24 @@ def track_pitch(y: np.ndarray, sr: int, fmin: float = 65.0, fmax: float = 1000.0
         # Predominant pitch: the candidates of the most salient harmonic
         # source take the frame's probability, which is the salience's.
         mag, df = _salience_mag(y, p, a, b)
-        has = voiced > 0
-        # The lead classifier's observations (module docstring).
-        sub = _lead_semitones(mag, df)
-        q = lead_posterior(lead_features(sub.max(axis=2), lead_ref))
-        lead_obs = np.zeros_like(obs)
-        lead_voiced = np.zeros(b - a)
-        q[~has] = 0.0  # silence: no candidates, unvoiced
-        top = np.argpartition(-q[:, :-1], LEAD_TOP, axis=1)[:, :LEAD_TOP]
-        order = np.take_along_axis(top, np.argsort(-np.take_along_axis(q, top, axis=1), axis=1), axis=1)
-        _lead_obs(
-            q,
-            order,
-            sub.argmax(axis=2),
-            obs,
-            first,
-            last,
-            sub_bin,
-            LEAD_MIN_PROB,
-            LEAD_VOICED_WEIGHT / p.n_bins,
-            lead_obs,
-            lead_voiced,
-        )
-        gain = _centre_gain(y, p, lev, a)
-        lead_obs *= gain[:, None]
-        lead_voiced *= gain
-        # The salience rule (predominant pitch, above) where it may know
-        # better: on every frame if fmin/fmax reach beyond the classifier's
-        # registers, else on those it calls "no lead" (a sung-like voice, a
-        # low one: the network saw few) below MIDI 89.
-        if not in_range:
-            rows = np.flatnonzero(has)
-        elif low_bins:
-            rows = np.flatnonzero(has & (lead_voiced < LEAD_LOW_VOICED))
+        if mono:
+            obs, voiced = _salience_rule(obs, voiced, mag, df, mean_db, p)
         else:
-            rows = np.zeros(0, np.int64)
-        if len(rows):
-            o = obs[rows]
-            peaks, crest = np.zeros(b - a), np.zeros(b - a)
-            pk, cr = np.zeros(len(rows)), np.zeros(len(rows))
-            _salience_weight(
-                np.ascontiguousarray(mag[rows]),
+            obs, voiced = _lead_rule(
+                y,
+                p,
+                a,
+                obs,
+                voiced,
+                lev,
+                mag,
                 df,
-                p.fmin,
-                12.0 * BINS_PER_SEMITONE,
-                SAL_HARMONICS,
-                SAL_ALPHA,
-                SAL_POWER,
-                o,
-                pk,
-                cr,
+                lead_ref,
+                mean_db,
+                (first, last, sub_bin),
+                bin_midi,
+                (in_range, low_bins),
             )
-            peaks[rows], crest[rows] = pk, cr
-            sal_voiced = _salience_voiced(peaks, crest, mean_db, p)[rows]
-            o *= (sal_voiced / voiced[rows])[:, None]
-            best = bin_midi[np.argmax(o, axis=1)]
-            outside = (best < LEAD_MIDI_MIN - 0.5) | (best > LEAD_TRUST_MIDI + 0.5)
-            low = (best < LEAD_SURE_MIDI - 0.5) & (sal_voiced > lead_voiced[rows])
-            use = outside | low
-            lead_obs[rows[use]] = o[use]
-            lead_voiced[rows[use]] = sal_voiced[use]
-        obs, voiced = lead_obs, lead_voiced
         keep = slice(s - a, e - a)
         states = _decode(obs, voiced, p)[keep]
         bins = np.minimum(states, p.n_bins - 1)
