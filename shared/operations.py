@@ -245,7 +245,7 @@ OPERATIONS: dict[str, Operation] = {
         _fast(
             "pitch",
             "audioq.analysis.track_pitch",
-            "pitch-1",
+            "pitch-2",
             cost=3,
             check=_check_pitch_range,
             result=results.PITCH,

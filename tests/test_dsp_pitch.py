@@ -33,6 +33,10 @@ from workers.dsp.pitch import FMIN_BOUNDS, Note, Pitch, track_pitch, warmup
 
 SR = ANALYSIS_SR
 SECONDS = 15.0
+# Mean RPA over 3 songs of a lead 6 dB over a band with passing tones
+# (_band_lead): square 0.981, reed 0.970 measured (pitch-1: 0.828, 0.914; the
+# naive salience peak with oracle voicing: 0.891, 0.941).
+MIN_RPA_LEAD = 0.95
 MIN_RPA_6DB = 0.86  # mean RPA, band 6 dB down (0.89 measured; 0.81 before the salience)
 # name -> MIDI range of the lead: 80–900 Hz in all (MIDI 40 ≈ 82 Hz, 81 ≈ 880 Hz)
 RANGES = {"bass voice": (40, 55), "tenor": (50, 69), "soprano": (67, 81), "two octaves": (45, 79)}
@@ -332,3 +336,110 @@ def test_near_silence_after_a_loud_passage_does_not_crash():
     p = track_pitch(np.concatenate([loud, tail]).astype(np.float32), sr, 100.0, 1100.0)
     tail_frames = p.f0_hz[int(21 * sr / 256) :]
     assert tail_frames and all(f is None for f in tail_frames)
+
+
+def _band_lead(timbre: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A lead one note per beat (or two) at 100 BPM, MIDI 60–79, 40 % of its
+    notes scale steps outside the bar's chord (passing tones on strong beats
+    too), 6 dB (RMS) over a band (tests/synth.py: struck chords, bass). The
+    lead is a ``"square"`` (odd harmonics at 1/k: its salience at the octave
+    below is nearly its own) or a ``"reed"`` (all harmonics at 1/k), with a
+    soft 60 ms attack. Returns the mix, the per-sample f0 and envelope."""
+    rng = np.random.default_rng(seed)
+    seconds, bpm, key = 12.0, 100.0, ["D", "F", "A", "C"][seed % 4]
+    backing, timeline = synth.band(key, "major", seconds, SR, bpm=bpm, seed=seed, voicing="open")
+    tonic = synth.PITCH_CLASSES.index(key)
+    pool = [m for m in range(60, 80) if (m - tonic) % 12 in (0, 2, 4, 5, 7, 9, 11)]
+    triad = {"maj": (0, 4, 7), "min": (0, 3, 7)}
+    beat = 60.0 / bpm
+    n = int(seconds * SR)
+    f0, env = np.zeros(n), np.zeros(n)
+    t, prev = 0.0, pool[len(pool) // 2]
+    while t < seconds - 0.5:
+        length = beat if rng.random() < 0.6 else beat / 2
+        root, quality = next((c[2].split(":") for c in timeline if c[0] <= t < c[1]), ("C", "maj"))
+        pcs = {(synth.PITCH_CLASSES.index(root) + iv) % 12 for iv in triad[quality]}
+        inside = [m for m in pool if m % 12 in pcs]
+        outside = [m for m in pool if m % 12 not in pcs]
+        m = min(outside if rng.random() < 0.4 else inside, key=lambda x: abs(x - prev) + rng.uniform(0, 4))
+        prev = m
+        a, b = int(t * SR), int((t + 0.92 * length) * SR)
+        tt = np.arange(b - a) / SR
+        f0[a:b] = _hz(m)
+        env[a:b] = np.minimum(1.0, tt / 0.06) * np.minimum(1.0, (tt[-1] - tt) / 0.03)
+        t += length
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    ks = range(1, 30, 2) if timbre == "square" else range(1, 16)
+    lead = sum((k * f0 < 0.45 * SR) * np.sin(k * phase) / k for k in ks) * env
+    rms = lambda v: np.sqrt(np.mean(np.square(v, dtype=np.float64)))  # noqa: E731
+    mix = backing + lead * (10 ** (6 / 20) * rms(backing) / rms(lead))
+    return (0.8 * mix / np.max(np.abs(mix))).astype(np.float32), f0, env
+
+
+def _salience_peak_rpa(y: np.ndarray, ref: np.ndarray, hop_s: float) -> float:
+    """RPA of the naive predominant pitch: each frame's peak of the harmonic
+    sum Σ_{h≤5} 0.8^(h−1)|X(h f)| over 100–1100 Hz (2048-sample Hann
+    spectra), counted on the reference's voiced frames only (oracle voicing)."""
+    hz = 100.0 * 2 ** (np.arange(0, 12 * np.log2(11.0), 0.1) / 12)
+    win = np.hanning(2048)
+    hits = []
+    for i in np.flatnonzero(ref > 0):
+        c = int(round(i * hop_s * SR))
+        seg = np.zeros(2048)
+        part = y[max(0, c - 1024) : c + 1024]
+        seg[: len(part)] = part
+        mag = np.abs(np.fft.rfft(seg * win))
+        sal = sum(
+            0.8 ** (h - 1) * mag[np.minimum(np.round(h * hz * 2048 / SR).astype(int), 1024)]
+            for h in range(1, 6)
+        )
+        hits.append(abs(1200 * np.log2(hz[np.argmax(sal)] / ref[i])) <= 50)
+    return float(np.mean(hits))
+
+
+@pytest.mark.parametrize("timbre", ["square", "reed"])
+def test_lead_over_a_band_with_passing_tones(timbre: str) -> None:
+    # The held-out benchmark's failure modes in small: a square lead (its
+    # octave below is nearly as salient as itself) and passing tones over
+    # struck chords, with soft 60 ms attacks. The naive salience peak is
+    # checked to fail here, so the case can tell a tracker from it.
+    rpas, naive = [], []
+    for seed in range(3):
+        y, f0, env = _band_lead(timbre, seed)
+        result = track_pitch(y, SR)
+        ref = reference(f0, env, result.hop_s, len(result.f0_hz))
+        m = melody_measures(ref, result.f0_hz)
+        print(f"{timbre} lead over a band, seed {seed}", _report(m))
+        rpas.append(m["rpa"])
+        naive.append(_salience_peak_rpa(y, ref, result.hop_s))
+    print(f"{timbre}: mean RPA {np.mean(rpas):.3f}, naive salience peak {np.mean(naive):.3f}")
+    assert np.mean(naive) < MIN_RPA_LEAD, naive
+    assert np.mean(rpas) >= MIN_RPA_LEAD, rpas
+
+
+def test_gate_picks_the_salience_rule_alone_on_clean_melodies(monkeypatch, melodies) -> None:
+    # A clean voice (its harmonics, breath 30 dB down) scores a harmonic
+    # energy share near 1; the same voices over a band, and the band leads,
+    # well below. track_pitch follows the gate: pitch-1's salience rule on
+    # the clean melody, the lead classifier over the band.
+    clean = [pitch.harmonic_share(y, SR) for y, _, _ in melodies.values()]
+    clean.append(pitch.harmonic_share(render_melody(KNOWN_NOTES, 7.0, seed=3)[0], SR))
+    bands = [pitch.harmonic_share(_band_lead(timbre, 0)[0], SR) for timbre in ("square", "reed")]
+    for (y, _, _), key in zip(melodies.values(), ["A", "F", "D#", "B"], strict=True):
+        backing = synth.chord_progression(key, "minor", SECONDS, SR, bpm=110.0, with_drums=True, seed=10)
+        backing = backing.astype(np.float64)
+        backing *= np.sqrt(np.mean(np.square(y, dtype=np.float64)) / np.mean(backing**2))
+        bands.append(pitch.harmonic_share((y + backing * 10 ** (-6 / 20)).astype(np.float32), SR))
+    print("harmonic share: clean", np.round(clean, 3), "over a band", np.round(bands, 3))
+    assert min(clean) >= pitch.MONO_SHARE, clean
+    assert max(bands) < pitch.MONO_SHARE, bands
+
+    y_clean = melodies["bass voice"][0]
+    y_band = _band_lead("square", 0)[0]
+    gated = [track_pitch(y_clean, SR).f0_hz, track_pitch(y_band, SR).f0_hz]
+    monkeypatch.setattr(pitch, "MONO_SHARE", 0.0)  # always the salience rule
+    salience = [track_pitch(y_clean, SR).f0_hz, track_pitch(y_band, SR).f0_hz]
+    monkeypatch.setattr(pitch, "MONO_SHARE", 2.0)  # never
+    classifier = [track_pitch(y_clean, SR).f0_hz, track_pitch(y_band, SR).f0_hz]
+    assert gated[0] == salience[0] != classifier[0]
+    assert gated[1] == classifier[1] != salience[1]
