@@ -585,8 +585,6 @@ def _observe(y: np.ndarray, p: _Params, f0: int, f1: int) -> tuple[np.ndarray, .
         lo, hi = max(a - pad, 0), min(b - pad, len(y))
         if hi > lo:
             chunk[lo - (a - pad) : hi - (a - pad)] = y[lo:hi]
-        if not np.all(np.isfinite(chunk)):
-            raise UnprocessableAudio("samples must be finite (no NaN or infinity)")
         energy = np.zeros(len(chunk) + 1)
         np.cumsum(np.square(chunk, dtype=np.float64), out=energy[1:])
         frames = np.lib.stride_tricks.sliding_window_view(chunk, p.frame)[:: p.hop]
@@ -1078,6 +1076,8 @@ def _validate(y: np.ndarray, sr: int, fmin: float, fmax: float) -> np.ndarray:
         raise OptionOutOfRange("fmin", f"need {lo} <= fmin < fmax <= {hi} Hz, got fmin={fmin}, fmax={fmax}")
     if fmax >= sr / 2:
         raise OptionOutOfRange("fmax", f"fmax={fmax} Hz must be below the Nyquist frequency {sr / 2} Hz")
+    if not np.isfinite(y).all():  # before any statistic of the track is taken
+        raise UnprocessableAudio("samples must be finite (no NaN or infinity)")
     return y
 
 
