@@ -603,6 +603,44 @@ def check_prerequisites(style: str) -> str | None:
     return None
 
 
+def render_stems(song: Song, tmp: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rhythm, harmony and lead stems of a song, mono at RENDER_SR, each
+    ``spec.duration`` long; ``tmp`` is a scratch folder for the MIDI and WAV.
+
+    One FluidSynth run per song (loading a soundfont, an .sf3 above all,
+    takes longer than rendering): the three stems one after another in one
+    MIDI file, GAP_S apart so reverb tails do not leak, cut apart afterwards.
+    """
+    import pretty_midi as pm
+
+    spec = song.spec
+    combined = pm.PrettyMIDI(resolution=960, initial_tempo=spec.bpm)
+    stride = spec.duration + GAP_S
+    for k, part in enumerate((song.rhythm, song.harmony, song.lead)):
+        for inst in part.instruments:
+            copy = pm.Instrument(program=inst.program, is_drum=inst.is_drum, name=inst.name)
+            copy.notes = [
+                pm.Note(n.velocity, n.pitch, n.start + k * stride, n.end + k * stride) for n in inst.notes
+            ]
+            copy.control_changes = [pm.ControlChange(7, 100, 3 * stride)]
+            combined.instruments.append(copy)
+    mid, wav = tmp / "song.mid", tmp / "song.wav"
+    combined.write(str(mid))
+    cmd = ["fluidsynth", "-ni", "-q", "-r", str(RENDER_SR), "-O", "float", "-T", "wav"]
+    if not spec.reverb:
+        cmd += ["-R", "0", "-C", "0"]
+    subprocess.run([*cmd, "-F", str(wav), str(spec.soundfont), str(mid)], check=True, capture_output=True)
+    x, sr = soundfile.read(wav, dtype="float32", always_2d=True)
+    assert sr == RENDER_SR
+    x = x.mean(axis=1)
+    step = int(round(stride * RENDER_SR))
+    n = int(round(spec.duration * RENDER_SR))
+    rhythm_y, harmony_y, lead_y = (
+        np.pad(s, (0, max(0, n - len(s))))[:n] for s in (x[k * step : k * step + n] for k in range(3))
+    )
+    return rhythm_y, harmony_y, lead_y
+
+
 def render_song(song: Song, fs_version: str, cache: Path | None = None) -> Path:
     """Render (or find in the cache) the song's mono 44.1 kHz mix; the stems
     are mixed at the spec's levels (lead and rhythm relative to the harmony)."""
@@ -624,35 +662,7 @@ def render_song(song: Song, fs_version: str, cache: Path | None = None) -> Path:
     tmp = cache / f".tmp-{os.getpid()}-{spec.index}"
     tmp.mkdir(exist_ok=True)
     try:
-        # One FluidSynth run per song (loading a soundfont, an .sf3 above
-        # all, takes longer than rendering): the three stems one after
-        # another in one MIDI file, GAP_S apart so reverb tails do not leak,
-        # cut apart afterwards.
-        import pretty_midi as pm
-
-        combined = pm.PrettyMIDI(resolution=960, initial_tempo=spec.bpm)
-        stride = spec.duration + GAP_S
-        for k, part in enumerate((song.rhythm, song.harmony, song.lead)):
-            for inst in part.instruments:
-                copy = pm.Instrument(program=inst.program, is_drum=inst.is_drum, name=inst.name)
-                copy.notes = [
-                    pm.Note(n.velocity, n.pitch, n.start + k * stride, n.end + k * stride) for n in inst.notes
-                ]
-                copy.control_changes = [pm.ControlChange(7, 100, 3 * stride)]
-                combined.instruments.append(copy)
-        mid, wav = tmp / "song.mid", tmp / "song.wav"
-        combined.write(str(mid))
-        cmd = ["fluidsynth", "-ni", "-q", "-r", str(RENDER_SR), "-O", "float", "-T", "wav"]
-        if not spec.reverb:
-            cmd += ["-R", "0", "-C", "0"]
-        subprocess.run([*cmd, "-F", str(wav), str(sf), str(mid)], check=True, capture_output=True)
-        x, sr = soundfile.read(wav, dtype="float32", always_2d=True)
-        assert sr == RENDER_SR
-        x = x.mean(axis=1)
-        step = int(round(stride * RENDER_SR))
-        stems = [x[k * step : k * step + int(round(spec.duration * RENDER_SR))] for k in range(3)]
-        n = int(round(spec.duration * RENDER_SR))
-        rhythm_y, harmony_y, lead_y = (np.pad(s, (0, max(0, n - len(s))))[:n] for s in stems)
+        rhythm_y, harmony_y, lead_y = render_stems(song, tmp)
 
         def rms(v: np.ndarray) -> float:
             return max(float(np.sqrt(np.mean(np.square(v, dtype=np.float64)))), 1e-12)

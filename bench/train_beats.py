@@ -33,7 +33,7 @@ import soundfile  # noqa: E402
 import soxr  # noqa: E402
 
 from bench import songgen  # noqa: E402
-from bench.train_chords import Net  # noqa: E402
+from bench.train_chords import Net, save_weights  # noqa: E402
 from workers.dsp import beatnet, mlp  # noqa: E402
 from workers.dsp.features import ANALYSIS_SR  # noqa: E402
 from workers.dsp.tempo import onset_bands  # noqa: E402
@@ -113,15 +113,8 @@ def main() -> int:
         if dev_loss < best[0]:
             best = (dev_loss, ([w.copy() for w in net.w], [b.copy() for b in net.b]))
         print(f"epoch {epoch + 1:3d} loss {np.mean(losses):.4f} dev loss {dev_loss:.4f}", flush=True)
-    ws, bs = best[1]
-    ws[-1] = ws[-1][:, 1:] - ws[-1][:, :1]
-    bs[-1] = bs[-1][1:] - bs[-1][:1]
-    arrays = {"layers": np.array(len(ws))}
-    for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
-        arrays[f"w{i}"] = w.astype(np.float16)
-        arrays[f"b{i}"] = b.astype(np.float16)
     out = Path(args.out)
-    np.savez_compressed(out, **arrays)
+    save_weights(*best[1], out, one_logit=True)
     print(f"best dev loss {best[0]:.4f}; wrote {out} ({out.stat().st_size / 1e3:.0f} kB)")
     return 0
 

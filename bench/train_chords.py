@@ -155,6 +155,22 @@ class Net:
         return self.forward(x)[0].argmax(axis=1)
 
 
+def save_weights(ws: list[np.ndarray], bs: list[np.ndarray], out: Path, *, one_logit: bool = False) -> None:
+    """Write a network's layers as float16 ``w0, b0, ...`` (the layout
+    ``workers/dsp/mlp.py`` loads). ``one_logit``: collapse a two-way softmax
+    into one logit, (w1 - w0), (b1 - b0)."""
+    ws, bs = list(ws), list(bs)
+    if one_logit:
+        ws[-1] = ws[-1][:, 1:] - ws[-1][:, :1]
+        bs[-1] = bs[-1][1:] - bs[-1][:1]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"layers": np.array(len(ws))}
+    for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
+        arrays[f"w{i}"] = w.astype(np.float16)
+        arrays[f"b{i}"] = b.astype(np.float16)
+    np.savez_compressed(out, **arrays)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--songs", type=int, default=400)
@@ -202,14 +218,8 @@ def main() -> int:
         if acc > best[0]:
             best = (acc, ([w.copy() for w in net.w], [b.copy() for b in net.b]))
         print(f"epoch {epoch + 1:3d} lr {lr:.5f} loss {np.mean(losses):.4f} dev acc {acc:.4f}", flush=True)
-    ws, bs = best[1]
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {"layers": np.array(len(ws))}
-    for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
-        arrays[f"w{i}"] = w.astype(np.float16)
-        arrays[f"b{i}"] = b.astype(np.float16)
-    np.savez_compressed(out, **arrays)
+    save_weights(*best[1], out)
     print(f"best dev accuracy {best[0]:.4f}; wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     return 0
 

@@ -39,7 +39,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -51,11 +50,10 @@ sys.path.insert(0, str(ROOT))
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
 import numpy as np  # noqa: E402
-import soundfile  # noqa: E402
 import soxr  # noqa: E402
 
 from bench import songgen  # noqa: E402
-from bench.train_chords import Net  # noqa: E402
+from bench.train_chords import Net, save_weights  # noqa: E402
 from workers.dsp import mlp, pitch  # noqa: E402
 from workers.dsp.features import ANALYSIS_SR  # noqa: E402
 
@@ -76,9 +74,7 @@ WIDE_SHIFT = (-12, 7)  # ... the others anywhere in -12 … +7 (the lead's regis
 
 def render_stems(song, fs_version: str) -> Path:
     """The three stems at 22.05 kHz mono (float16 .npz), rendered as
-    ``songgen.render_song`` renders them (one FluidSynth run, GAP_S apart)."""
-    import pretty_midi as pm
-
+    ``songgen.render_song`` renders them (``songgen.render_stems``)."""
     spec = song.spec
     parts = [songgen._midi_bytes(x) for x in (song.rhythm, song.harmony, song.lead)]
     h = hashlib.sha256()
@@ -91,31 +87,10 @@ def render_stems(song, fs_version: str) -> Path:
     tmp = STEM_CACHE / f".tmp-{os.getpid()}-{spec.index}"
     tmp.mkdir(exist_ok=True)
     try:
-        combined = pm.PrettyMIDI(resolution=960, initial_tempo=spec.bpm)
-        stride = spec.duration + songgen.GAP_S
-        for k, part in enumerate((song.rhythm, song.harmony, song.lead)):
-            for inst in part.instruments:
-                copy = pm.Instrument(program=inst.program, is_drum=inst.is_drum, name=inst.name)
-                copy.notes = [
-                    pm.Note(n.velocity, n.pitch, n.start + k * stride, n.end + k * stride) for n in inst.notes
-                ]
-                copy.control_changes = [pm.ControlChange(7, 100, 3 * stride)]
-                combined.instruments.append(copy)
-        mid, wav = tmp / "song.mid", tmp / "song.wav"
-        combined.write(str(mid))
-        cmd = ["fluidsynth", "-ni", "-q", "-r", str(songgen.RENDER_SR), "-O", "float", "-T", "wav"]
-        if not spec.reverb:
-            cmd += ["-R", "0", "-C", "0"]
-        subprocess.run([*cmd, "-F", str(wav), spec.soundfont, str(mid)], check=True, capture_output=True)
-        x, sr = soundfile.read(wav, dtype="float32", always_2d=True)
-        x = x.mean(axis=1)
-        step = int(round(stride * sr))
-        n = int(round(spec.duration * sr))
-        stems = []
-        for k in range(3):
-            s = x[k * step : k * step + n]
-            s = np.pad(s, (0, max(0, n - len(s))))[:n]
-            stems.append(soxr.resample(s, sr, ANALYSIS_SR, quality="HQ").astype(np.float32))
+        stems = [
+            soxr.resample(y, songgen.RENDER_SR, ANALYSIS_SR, quality="HQ").astype(np.float32)
+            for y in songgen.render_stems(song, tmp)
+        ]
         np.savez(path.with_suffix(".tmp.npz"), rhythm=stems[0], harmony=stems[1], lead=stems[2])
         os.replace(path.with_suffix(".tmp.npz"), path)
     finally:
@@ -309,14 +284,8 @@ def main() -> int:
             f"pitch {rpa:.4f} false alarm {fa:.4f} ({time.perf_counter() - t1:.0f} s)",
             flush=True,
         )
-    ws, bs = best[1]
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {"layers": np.array(len(ws))}
-    for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
-        arrays[f"w{i}"] = w.astype(np.float16)
-        arrays[f"b{i}"] = b.astype(np.float16)
-    np.savez_compressed(out, **arrays)
+    save_weights(*best[1], out)
     print(f"best dev accuracy {best[0]:.4f}; wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     return 0
 

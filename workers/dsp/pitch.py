@@ -673,6 +673,15 @@ def _salience_weight(mag, df, fmin, bins_per_octave, n_harm, alpha, power, obs, 
                 obs[f, b] *= before / after
 
 
+def _salience(mag: np.ndarray, df: float, p: _Params, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_salience_weight` with the tracker's constants: each frame's
+    peak salience and crest, ``obs`` weighted in place where it has rows."""
+    peaks, crest = np.zeros(len(mag)), np.zeros(len(mag))
+    bins_per_octave = 12.0 * BINS_PER_SEMITONE
+    _salience_weight(mag, df, p.fmin, bins_per_octave, SAL_HARMONICS, SAL_ALPHA, SAL_POWER, obs, peaks, crest)
+    return peaks, crest
+
+
 def _salience_mag(y: np.ndarray, p: _Params, f0: int, f1: int, step: int = 1) -> tuple[np.ndarray, float]:
     """Hann-windowed magnitude spectra of frames f0, f0 + step, … < f1 (centred
     as the YIN frames) and their bin spacing in Hz."""
@@ -712,19 +721,7 @@ def _salience_mean_db(
         shares.append(frame_share)
         if not pitch_bins:
             continue
-        peaks, crest = np.zeros(len(mag)), np.zeros(len(mag))
-        _salience_weight(
-            mag,
-            df,
-            p.fmin,
-            12.0 * BINS_PER_SEMITONE,
-            SAL_HARMONICS,
-            SAL_ALPHA,
-            SAL_POWER,
-            np.zeros((0, p.n_bins)),
-            peaks,
-            crest,
-        )
+        peaks, _ = _salience(mag, df, p, np.zeros((0, p.n_bins)))
         db.append(20 * np.log10(np.maximum(peaks, 1e-30)))
     mean_db = _reference_db(np.concatenate(db[1:])) if pitch_bins else math.nan
     lead = np.concatenate(lead_db)
@@ -954,10 +951,7 @@ def _salience_rule(
 ) -> tuple[np.ndarray, np.ndarray]:
     """pitch-1's observations, unchanged: each YIN candidate's probability
     weighted by its harmonic salience, the voiced probability the salience's."""
-    peaks, crest = np.zeros(len(obs)), np.zeros(len(obs))
-    _salience_weight(
-        mag, df, p.fmin, 12.0 * BINS_PER_SEMITONE, SAL_HARMONICS, SAL_ALPHA, SAL_POWER, obs, peaks, crest
-    )
+    peaks, crest = _salience(mag, df, p, obs)
     sal_voiced = _salience_voiced(peaks, crest, mean_db, p)
     has = voiced > 0
     obs *= np.where(has, sal_voiced / np.where(has, voiced, 1.0), 0.0)[:, None]
@@ -1023,20 +1017,7 @@ def _lead_rule(
     if len(rows):
         o = obs[rows]
         peaks, crest = np.zeros(n), np.zeros(n)
-        pk, cr = np.zeros(len(rows)), np.zeros(len(rows))
-        _salience_weight(
-            np.ascontiguousarray(mag[rows]),
-            df,
-            p.fmin,
-            12.0 * BINS_PER_SEMITONE,
-            SAL_HARMONICS,
-            SAL_ALPHA,
-            SAL_POWER,
-            o,
-            pk,
-            cr,
-        )
-        peaks[rows], crest[rows] = pk, cr
+        peaks[rows], crest[rows] = _salience(np.ascontiguousarray(mag[rows]), df, p, o)
         sal_voiced = _salience_voiced(peaks, crest, mean_db, p)[rows]
         o *= (sal_voiced / voiced[rows])[:, None]
         best = bin_midi[np.argmax(o, axis=1)]
