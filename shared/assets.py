@@ -3,6 +3,8 @@
 The upload path streams the body to S3 in parts while hashing it and
 spooling a copy to a local temporary file (the prober needs a seekable
 file, and decoding tools read files); the request is never held in memory.
+Of an uncompressed WAV or AIFF the copy leaves the samples out (see
+:class:`_Spool`).
 Parts go to S3 while the next ones are received (``Storage.put_stream``), so
 an upload runs at the speed of the slower of the client and the store.
 Only after the bytes are stored *and* probed as audio is metadata written,
@@ -19,6 +21,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import redis
 
@@ -108,6 +111,64 @@ class Asset:
 # --------------------------------------------------------------------------- upload
 
 
+class _Spool:
+    """The local copy of an upload that the prober reads, written in order,
+    chunk by chunk, by :class:`_TeeReader`.
+
+    Of an uncompressed WAV or AIFF (``audio.sample_span``, found in the first
+    ``HEAD_BYTES``) the sample bytes are not written: the file gets every
+    byte before and after them and the upload's size, the samples' place
+    left as a hole. The prober reads headers, the file's size and a few
+    frames, and does not depend on the values of PCM samples, so it answers
+    exactly as for the whole file. Writing the samples was the largest cost
+    of an upload in the API worker: about a third of its CPU time
+    (``bench/upload.py``; docs/benchmarks.md, "Uploads"), plus their disk
+    space for as long as the upload runs. Any other file is written whole.
+    """
+
+    HEAD_BYTES = 1024 * 1024
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self._size = 0  # bytes seen
+        self._head = b""  # while the samples' place is not known
+        self._span: tuple[int, float] | None = None
+        self._deciding = True
+
+    def write(self, chunk: bytes | memoryview) -> None:
+        at, n = self._size, len(chunk)
+        self._size += n
+        if self._span is None:
+            self._f.write(chunk)
+            if self._deciding:
+                self._decide(chunk)
+            return
+        start, end = self._span
+        if at + n > end:  # bytes after the samples
+            skip = max(0, int(end) - at)
+            self._f.seek(at + skip)
+            self._f.write(chunk[skip:])
+        elif at < start:  # cannot happen: decided past the start
+            self._f.seek(at)
+            self._f.write(chunk)
+
+    def _decide(self, chunk: bytes | memoryview) -> None:
+        self._head += bytes(chunk[: self.HEAD_BYTES - len(self._head)])
+        span = audio.sample_span(self._head)
+        if span is not None and span[0] <= self._size:
+            start, end = span
+            self._span = (start, float("inf") if end is None else end)
+        if self._span is not None or len(self._head) >= self.HEAD_BYTES:
+            self._deciding = False
+            self._head = b""
+
+    def close(self) -> None:
+        """Give the file the upload's size (the samples' hole included) and close it."""
+        if self._span is not None:
+            self._f.truncate(self._size)
+        self._f.close()
+
+
 class _TeeReader:
     """A byte source (``read``, and ``readinto`` where the source has it)
     that hashes, counts, spools to a file and refuses to go past
@@ -120,7 +181,7 @@ class _TeeReader:
     fills each part's buffer once, front to back). Call :meth:`finish`
     before using ``sha`` or the spool."""
 
-    def __init__(self, source: Readable, spool, max_bytes: int) -> None:
+    def __init__(self, source: Readable, spool: _Spool, max_bytes: int) -> None:
         self._source = source
         self._spool = spool
         self.max_bytes = max_bytes
@@ -220,7 +281,8 @@ def store_upload(
     obj = original_name(new_id)
     fd, spool_path = tempfile.mkstemp(prefix="audioq-upload-")
     try:
-        with os.fdopen(fd, "wb") as spool:
+        spool = _Spool(os.fdopen(fd, "wb"))
+        try:
             reader = _TeeReader(source, spool, plan.max_upload_bytes)
             try:
                 storage.put_stream(obj, reader, "application/octet-stream")
@@ -231,6 +293,8 @@ def store_upload(
                 # PUT may have completed before the failure was seen.
                 _discard(storage, obj)
                 raise
+        finally:
+            spool.close()
         if reader.size == 0:
             _discard(storage, obj)
             raise ApiError(400, "The request body is empty; send the audio file's bytes", "empty_body")

@@ -48,7 +48,7 @@ import soundfile
 
 from shared.errors import ApiError
 
-__all__ = ["EXTENSION_MIME", "FFMPEG_DEMUXERS", "AudioInfo", "probe"]
+__all__ = ["EXTENSION_MIME", "FFMPEG_DEMUXERS", "AudioInfo", "probe", "sample_span"]
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +231,64 @@ def _sniff(head: bytes) -> str | None:
     if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
         # MPEG audio frame sync; layer bits 00 are ADTS AAC.
         return "adts" if (head[1] & 0x06) == 0 else "mp3"
+    return None
+
+
+# --------------------------------------------------------------------------- sample data
+
+# WAVE format tags whose sample bytes are plain numbers: PCM, IEEE float, and
+# WAVE_FORMAT_EXTENSIBLE (its sub-format is PCM or float in practice; libsndfile
+# reads no other).
+_PLAIN_WAVE_TAGS = {0x0001, 0x0003, 0xFFFE}
+
+
+def sample_span(head: bytes) -> tuple[int, int | None] | None:
+    """Where the samples of an uncompressed WAV (RIFF, RF64, BW64) or AIFF file
+    lie, read from the file's first bytes: ``(first byte, end)``, ``end``
+    None when the header leaves the length open (a WAV written by a streaming
+    encoder: the samples run to the end of the file).
+
+    None when ``head`` is not such a file, or does not reach the start of the
+    samples. The prober's answer does not depend on the values of these bytes
+    (only on the headers around them and on the file's size), which is what
+    lets an upload's local copy leave them out (``shared.assets``).
+    """
+    magic, form = head[:4], head[8:12]
+    if magic in (b"RIFF", b"RF64", b"BW64") and form == b"WAVE":
+        return _wave_span(head)
+    if magic == b"FORM" and form == b"AIFF":  # not AIFC: its samples may be compressed
+        return _aiff_span(head)
+    return None
+
+
+def _wave_span(head: bytes) -> tuple[int, int | None] | None:
+    pos, tag, ds64_size = 12, None, None
+    while pos + 8 <= len(head):
+        chunk_id = head[pos : pos + 4]
+        (size,) = struct.unpack("<I", head[pos + 4 : pos + 8])
+        if chunk_id == b"fmt " and pos + 10 <= len(head):
+            (tag,) = struct.unpack("<H", head[pos + 8 : pos + 10])
+        elif chunk_id == b"ds64" and pos + 24 <= len(head):
+            (ds64_size,) = struct.unpack("<Q", head[pos + 16 : pos + 24])
+        elif chunk_id == b"data":
+            if tag not in _PLAIN_WAVE_TAGS:
+                return None
+            start = pos + 8
+            if size == 0xFFFFFFFF:
+                return start, None if ds64_size is None else start + ds64_size
+            return start, start + size
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def _aiff_span(head: bytes) -> tuple[int, int | None] | None:
+    pos = 12
+    while pos + 16 <= len(head):
+        chunk_id = head[pos : pos + 4]
+        (size,) = struct.unpack(">I", head[pos + 4 : pos + 8])
+        if chunk_id == b"SSND":
+            return pos + 16, pos + 8 + size  # after its offset and block-size fields
+        pos += 8 + size + (size & 1)
     return None
 
 
