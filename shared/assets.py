@@ -143,14 +143,13 @@ class _Spool:
             if self._deciding:
                 self._decide(chunk)
             return
-        start, end = self._span
-        if at + n > end:  # bytes after the samples
+        # Decided once the samples' start was written: only bytes after
+        # their end remain to be written.
+        end = self._span[1]
+        if at + n > end:
             skip = max(0, int(end) - at)
             self._f.seek(at + skip)
             self._f.write(chunk[skip:])
-        elif at < start:  # cannot happen: decided past the start
-            self._f.seek(at)
-            self._f.write(chunk)
 
     def _decide(self, chunk: bytes | memoryview) -> None:
         self._head += bytes(chunk[: self.HEAD_BYTES - len(self._head)])
