@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import soundfile  # noqa: E402
 import soxr  # noqa: E402
+from scipy.ndimage import maximum_filter1d  # noqa: E402
 
 from bench import songgen  # noqa: E402
 from bench.train_chords import Net, save_weights  # noqa: E402
@@ -42,6 +43,7 @@ FEAT_CACHE = ROOT / "bench" / ".cache" / "beatbands"
 FEAT_VERSION = "v1"
 SONGS_PER_SEED = 32
 NEGATIVE_SHARE = 0.2
+STRETCH_BPM = (50.0, 210.0)  # tempi of the stretched copies (log-uniform): the tracker's whole range
 
 
 def song_bands(song) -> tuple[np.ndarray, float]:
@@ -75,10 +77,29 @@ def examples(bands: np.ndarray, fps: float, ref: np.ndarray, rng: np.random.Gene
     return x, pos[keep].astype(np.int64)
 
 
+def stretched(bands: np.ndarray, factor: float) -> np.ndarray:
+    """The onset envelopes played ``factor`` times as long (a tempo ÷ factor):
+    linear interpolation in time, after a running maximum over the frames
+    that merge when shortening, so no onset peak falls between samples."""
+    n = bands.shape[1]
+    m = max(2, int(round(n * factor)))
+    src = bands
+    if factor < 1:
+        src = maximum_filter1d(bands, int(np.ceil(1 / factor)), axis=1)
+    pos = np.minimum(np.arange(m) / factor, n - 1)
+    return np.stack([np.interp(pos, np.arange(n), b) for b in src]).astype(np.float32)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", default="1003-1006", help="first-last seed (32 songs each); the last is dev")
     ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument(
+        "--stretch",
+        type=int,
+        default=0,
+        help="extra copies of each training song, time-stretched to a tempo drawn from STRETCH_BPM",
+    )
     ap.add_argument("--out", default=str(mlp.DATA / f"{beatnet.WEIGHTS}.npz"))
     args = ap.parse_args()
     first, last = (int(v) for v in args.seeds.split("-"))
@@ -91,7 +112,11 @@ def main() -> int:
             song = songgen.build_song(spec)
             song.audio_path = songgen.render_song(song, fs)
             bands, fps = song_bands(song)
-            parts["dev" if seed == last else "train"].append(examples(bands, fps, song.ref.beats, rng))
+            part = "dev" if seed == last else "train"
+            parts[part].append(examples(bands, fps, song.ref.beats, rng))
+            for _ in range(args.stretch if part == "train" else 0):
+                factor = song.ref.tempo / np.exp(rng.uniform(*np.log(STRETCH_BPM)))
+                parts[part].append(examples(stretched(bands, factor), fps, song.ref.beats * factor, rng))
         print(f"seed {seed} ({time.perf_counter() - t0:.0f} s)", flush=True)
     x_tr = np.concatenate([p[0] for p in parts["train"]])
     y_tr = np.concatenate([p[1] for p in parts["train"]])

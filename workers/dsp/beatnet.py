@@ -31,39 +31,50 @@ from workers.dsp import mlp
 
 ACT_POOL = 3  # onset frames max-pooled per context step (35 ms)
 ACT_CONTEXT = 40  # pooled steps each side (±1.4 s)
+# Where the network reads the pooled bands, relative to the frame: (max-pool
+# width in frames, offsets in frames).
+LAYOUT: tuple[tuple[int, tuple[int, ...]], ...] = (
+    (ACT_POOL, tuple(k * ACT_POOL for k in range(-ACT_CONTEXT, ACT_CONTEXT + 1))),
+)
 WEIGHTS = "beats"  # workers/dsp/data/beats.npz (bench/train_beats.py)
 BLOCK_FRAMES = 8192  # frames whose inputs are built at once: 8192 × 243 float32 = 8 MB
 
 
-def _pooled(bands: np.ndarray) -> np.ndarray:
-    """Each band over its RMS, log-compressed, max-pooled over ACT_POOL
-    frames, zero-padded by the context's reach on both sides: (3, frames +
-    2 · reach) float32."""
+def _reach() -> int:
+    return max(abs(o) for _, offsets in LAYOUT for o in offsets)
+
+
+def _pooled(bands: np.ndarray) -> dict[int, np.ndarray]:
+    """Each band over its RMS, log-compressed, max-pooled over each width of
+    LAYOUT, zero-padded by the context's reach on both sides: width → (3,
+    frames + 2 · reach) float32."""
     n = bands.shape[1]
     rms = np.sqrt(np.mean(np.square(bands, dtype=np.float64), axis=1, keepdims=True))
     x = np.log1p(bands / np.maximum(rms, 1e-12)).astype(np.float32)
-    reach = ACT_CONTEXT * ACT_POOL
-    padded = np.zeros((bands.shape[0], n + 2 * reach), np.float32)
-    padded[:, reach : reach + n] = maximum_filter1d(x, ACT_POOL, axis=1)
-    return padded
+    reach = _reach()
+    out = {}
+    for width, _ in LAYOUT:
+        padded = np.zeros((bands.shape[0], n + 2 * reach), np.float32)
+        padded[:, reach : reach + n] = maximum_filter1d(x, width, axis=1)
+        out[width] = padded
+    return out
 
 
-def _context(padded: np.ndarray, start: int, stop: int) -> np.ndarray:
+def _context(pooled: dict[int, np.ndarray], start: int, stop: int) -> np.ndarray:
     """Network inputs of frames [start, stop) from :func:`_pooled`."""
-    reach = ACT_CONTEXT * ACT_POOL
+    reach = _reach()
     cols = [
-        padded[:, reach + start + k * ACT_POOL : reach + stop + k * ACT_POOL]
-        for k in range(-ACT_CONTEXT, ACT_CONTEXT + 1)
+        pooled[width][:, reach + start + o : reach + stop + o] for width, offsets in LAYOUT for o in offsets
     ]
     return np.concatenate(cols, axis=0).T
 
 
 def activation_inputs(bands: np.ndarray) -> np.ndarray:
-    """Inputs (frames, 3 · (2 · ACT_CONTEXT + 1)) of the network for onset
+    """Inputs (frames, 3 · offsets of LAYOUT) of the network for onset
     envelopes ``bands`` (3, frames): each band over its RMS over the track,
-    log-compressed, max-pooled over ACT_POOL frames, read at ACT_CONTEXT
-    pooled steps either side of each frame (zeros beyond the ends). For
-    training; :func:`activation` builds them a block at a time."""
+    log-compressed, max-pooled, read at the offsets of LAYOUT around each
+    frame (zeros beyond the ends). For training; :func:`activation` builds
+    them a block at a time."""
     return _context(_pooled(bands), 0, bands.shape[1])
 
 

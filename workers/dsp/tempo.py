@@ -251,6 +251,25 @@ def level_signal(bands: np.ndarray, activation: np.ndarray) -> np.ndarray:
     )
 
 
+def _level_scores(
+    bands: np.ndarray, activation: np.ndarray, fps: float, base: float, n_lags: int
+) -> list[tuple[float, float]]:
+    """(score, period in frames) of each metrical level related to the
+    family's period ``base`` inside RANGE_BPM, best first (step 4)."""
+    ac_level = _autocorr(level_signal(bands, activation), n_lags)
+    tolerance = max(1, int(round(PEAK_TOLERANCE_SECONDS * fps)))
+    scored = []
+    for ratio in LEVEL_RATIOS:
+        period = base * ratio
+        bpm = 60.0 * fps / period
+        if not RANGE_BPM[0] <= bpm <= RANGE_BPM[1] or period + tolerance + 1 >= n_lags:
+            continue
+        score = _peak(ac_level, period, tolerance) * (bpm / 120.0) ** FASTER_LEVEL_EXPONENT
+        scored.append((score, period))
+    scored.sort(reverse=True)
+    return scored
+
+
 def estimate_tempo(y: np.ndarray, sr: int) -> Tempo:
     """Estimate the global tempo (BPM) of mono audio ``y`` at ``sr`` Hz.
 
@@ -288,19 +307,9 @@ def tempo_from_bands(bands: np.ndarray, fps: float, activation: np.ndarray) -> T
     base = _refine(ac, float(periods[np.argmax(_comb(ac, periods, 4))]))
 
     # Step 4: the metrical level, on the beat activation.
-    ac_level = _autocorr(level_signal(bands, activation), len(ac))
-    tolerance = max(1, int(round(PEAK_TOLERANCE_SECONDS * fps)))
-    scored = []
-    for ratio in LEVEL_RATIOS:
-        period = base * ratio
-        bpm = 60.0 * fps / period
-        if not RANGE_BPM[0] <= bpm <= RANGE_BPM[1] or period + tolerance + 1 >= len(ac):
-            continue
-        score = _peak(ac_level, period, tolerance) * (bpm / 120.0) ** FASTER_LEVEL_EXPONENT
-        scored.append((score, period))
+    scored = _level_scores(bands, activation, fps, base, len(ac))
     if not scored:
         return NO_TEMPO
-    scored.sort(reverse=True)
     period = _refine(ac, scored[0][1])
 
     # Periodicity at the beat, 2-beat or 4-beat lag, whichever repeats best:
