@@ -18,8 +18,8 @@ over 3 frames (35 ms) every 3 frames out to ±0.7 s (41 steps), and max-pooled
 over 9 frames (105 ms) every 9 frames from 0.75 s to 2.74 s on each side (2 ×
 20 steps): 3 × 81 = 243 inputs. beats-3 read ±1.4 s at 35 ms alone; at slow
 tempi that is one or two beats each side, too little to tell a beat from an
-eighth, and the same inputs spread over ±2.7 s (a bar of 4/4 at 88 BPM, two
-snare hits either side at 60) doubled or halved fewer songs and left fewer
+eighth, and the same inputs spread over ±2.7 s (each side a bar of 4/4 at 88
+BPM, one or two backbeat snares at 60) doubled or halved fewer songs and left fewer
 half a beat off (bench/docs/tonal.md, "beats-4").
 Network: 243 → 64 → 32 → 1, ReLU, a logistic output; ~18 k weights in
 float16 (``data/beats.npz``), trained by ``bench/train_beats.py`` on
