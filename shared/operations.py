@@ -236,12 +236,12 @@ def _targets_bill_as(options: Mapping[str, object]) -> str:
 OPERATIONS: dict[str, Operation] = {
     op.name: op
     for op in [
-        _fast("bpm", "audioq.analysis.analyze_tempo", "tempo-5", cost=1, result=results.TEMPO),
+        _fast("bpm", "audioq.analysis.analyze_tempo", "tempo-4", cost=1, result=results.TEMPO),
         _fast("key", "audioq.analysis.analyze_key", "key-2", cost=1, result=results.KEY),
         _fast("lufs", "audioq.analysis.measure_loudness", "loudness-2", cost=1, result=results.LOUDNESS),
-        _fast("key-bpm", "audioq.analysis.analyze_key_tempo", "keytempo-5", cost=2, result=results.KEY_TEMPO),
-        _fast("beatgrid", "audioq.analysis.track_beat_grid", "beats-4", cost=2, result=results.BEATGRID),
-        _fast("chords", "audioq.analysis.recognize_chords", "chords-4", cost=3, result=results.CHORDS),
+        _fast("key-bpm", "audioq.analysis.analyze_key_tempo", "keytempo-4", cost=2, result=results.KEY_TEMPO),
+        _fast("beatgrid", "audioq.analysis.track_beat_grid", "beats-3", cost=2, result=results.BEATGRID),
+        _fast("chords", "audioq.analysis.recognize_chords", "chords-3", cost=3, result=results.CHORDS),
         _fast(
             "pitch",
             "audioq.analysis.track_pitch",
@@ -261,7 +261,7 @@ OPERATIONS: dict[str, Operation] = {
             task="audioq.analysis.analyze_track",
             queue="analysis",
             cost=6,
-            version="bundle-6",
+            version="bundle-5",
             soft_time_limit=600,
             time_limit=660,
             result=results.ANALYSIS,
@@ -325,7 +325,7 @@ OPERATIONS: dict[str, Operation] = {
         _long(
             "segment-transcribe",
             "audioq.transcription.segment_transcribe",
-            "segments-3",
+            "segments-2",
             cost=12,
             limit=1200,
             check=_check_midi_range,

@@ -8,7 +8,7 @@ Method:
    frames, 11.6 ms) drives the tracker. The tracker follows the tempo
    module's beat signal: the beat activation of :mod:`workers.dsp.beatnet`
    (the probability that a beat falls on each frame, from the onset pattern
-   over ±2.7 s) plus the band-balanced accent (low, mid and ¼ of high
+   over ±1.4 s) plus the band-balanced accent (low, mid and ¼ of high
    onsets, each at unit RMS), each at unit standard deviation. The accent
    alone (beats-2) follows the loudest periodic onsets, and chords struck
    on every off-beat, or on the swung eighths of a shuffle, pulled the

@@ -21,7 +21,7 @@ Method:
 4. **Metrical level** (the octave problem): among the related periods
    (×¼ … ×4 of the family's period, ×⅔ and ×3⁄2 included) inside 50–210
    BPM, choose the one where the autocorrelation of the *beat signal* is
-   largest after weighting by (BPM/120)^0.4. The beat signal is the beat
+   largest after weighting by (BPM/120)^0.3. The beat signal is the beat
    activation of :mod:`workers.dsp.beatnet` (a small network's probability
    that a beat falls on each frame, from the onset pattern around it) plus
    the band-balanced accent — low, mid and ¼ of high, each scaled to unit
@@ -29,10 +29,9 @@ Method:
    (BPM/120)^0.68) let off-beat comping, shuffles and sparse kits decide
    the level: on the tuning songs 4 of 160 came out at double or half
    (bench/docs/tonal.md); with the activation, which fires on beats and
-   not on the comping between them, 1 of 352 (tempo-5: the network reads
-   ±2.7 s, not ±1.4 s). The activation's autocorrelation favours the faster
-   level less than the accent's does, hence the milder weight; with
-   tempo-5's network 0.3 halved 4 more of those 352 songs, 0.5 doubled 3.
+   not on the comping between them, 1 of 160. The activation's
+   autocorrelation favours the faster level less than the accent's does,
+   hence the milder weight (0.2 halved 3 more songs, 0.4 doubled 2).
 
 Confidence = min(1, P / 0.5) · (½ + ½ M); the two runner-up levels are
 listed in ``alternatives`` with confidence min(1, P / 0.5) · ½ · (s / s1)² (a
@@ -84,7 +83,7 @@ RANGE_BPM = (50.0, 210.0)  # where the reported tempo may lie
 MAX_LAG_SECONDS = 20.0
 LEVEL_RATIOS = (1 / 4, 1 / 3, 1 / 2, 2 / 3, 1.0, 3 / 2, 2.0, 3.0, 4.0)
 HIGH_BAND_WEIGHT = 0.25
-FASTER_LEVEL_EXPONENT = 0.4  # (BPM/120)^0.4: ×1.32 per octave
+FASTER_LEVEL_EXPONENT = 0.3  # (BPM/120)^0.3: ×1.23 per octave
 LEVEL_ACCENT_SHARE = 1.0  # weight of the band-balanced accent next to the beat activation (step 4)
 PEAK_TOLERANCE_SECONDS = 0.012  # timing slack (about one frame) when reading the level autocorrelation
 MIN_SECONDS = 3.0
@@ -252,25 +251,6 @@ def level_signal(bands: np.ndarray, activation: np.ndarray) -> np.ndarray:
     )
 
 
-def _level_scores(
-    bands: np.ndarray, activation: np.ndarray, fps: float, base: float, n_lags: int
-) -> list[tuple[float, float]]:
-    """(score, period in frames) of each metrical level related to the
-    family's period ``base`` inside RANGE_BPM, best first (step 4)."""
-    ac_level = _autocorr(level_signal(bands, activation), n_lags)
-    tolerance = max(1, int(round(PEAK_TOLERANCE_SECONDS * fps)))
-    scored = []
-    for ratio in LEVEL_RATIOS:
-        period = base * ratio
-        bpm = 60.0 * fps / period
-        if not RANGE_BPM[0] <= bpm <= RANGE_BPM[1] or period + tolerance + 1 >= n_lags:
-            continue
-        score = _peak(ac_level, period, tolerance) * (bpm / 120.0) ** FASTER_LEVEL_EXPONENT
-        scored.append((score, period))
-    scored.sort(reverse=True)
-    return scored
-
-
 def estimate_tempo(y: np.ndarray, sr: int) -> Tempo:
     """Estimate the global tempo (BPM) of mono audio ``y`` at ``sr`` Hz.
 
@@ -308,9 +288,19 @@ def tempo_from_bands(bands: np.ndarray, fps: float, activation: np.ndarray) -> T
     base = _refine(ac, float(periods[np.argmax(_comb(ac, periods, 4))]))
 
     # Step 4: the metrical level, on the beat activation.
-    scored = _level_scores(bands, activation, fps, base, len(ac))
+    ac_level = _autocorr(level_signal(bands, activation), len(ac))
+    tolerance = max(1, int(round(PEAK_TOLERANCE_SECONDS * fps)))
+    scored = []
+    for ratio in LEVEL_RATIOS:
+        period = base * ratio
+        bpm = 60.0 * fps / period
+        if not RANGE_BPM[0] <= bpm <= RANGE_BPM[1] or period + tolerance + 1 >= len(ac):
+            continue
+        score = _peak(ac_level, period, tolerance) * (bpm / 120.0) ** FASTER_LEVEL_EXPONENT
+        scored.append((score, period))
     if not scored:
         return NO_TEMPO
+    scored.sort(reverse=True)
     period = _refine(ac, scored[0][1])
 
     # Periodicity at the beat, 2-beat or 4-beat lag, whichever repeats best:
