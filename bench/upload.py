@@ -13,7 +13,9 @@ and 400 MB WAV files (an enterprise key: 500 MB limit):
 * **machine CPU s per 100 MB** for each path: what every process and the
   kernel used during the upload (``/proc/stat``), medians — on a machine
   where the client, the API and the store share the cores, the ratio cannot
-  exceed direct / API CPU once both paths are CPU-bound;
+  exceed direct / API CPU once both paths are CPU-bound; split out of it,
+  the user + system time of the client (this process, with its probes and
+  the latency proxy), the API's gunicorn worker and the store (SeaweedFS);
 * **RSS growth** of the gunicorn worker during the upload (peak minus the
   value just before, sampled every 5 ms; the largest over the runs);
 * **/healthz p99** (and max) of requests sent every 10 ms, on a separate
@@ -322,7 +324,35 @@ def machine_cpu_s() -> float:
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
 
 
-def api_upload(port: int, secret: str, path: Path, worker: psutil.Process) -> dict:
+#: Whose CPU time is split out of the machine's: this process (the client,
+#: with its probes and the latency proxy), the API's gunicorn worker, the store.
+CPU_PARTS = ("client", "api", "store")
+
+
+class CpuMeter:
+    """CPU seconds per 100 MB of an upload: the machine's, and each of
+    ``CPU_PARTS`` (user + system time of its processes, from psutil)."""
+
+    def __init__(self, worker: psutil.Process, store: psutil.Process, size: int) -> None:
+        self._parts = {"client": [psutil.Process()], "api": [worker], "store": [store, *store.children(True)]}
+        self._scale = 100 * MB / size
+
+    def _now(self) -> dict[str, float]:
+        now = {"machine": machine_cpu_s()}
+        for name, procs in self._parts.items():
+            now[name] = sum(sum(p.cpu_times()[:2]) for p in procs)
+        return now
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._now()
+        self.per_100mb = {k: (end[k] - self._start[k]) * self._scale for k in end}
+
+
+def api_upload(port: int, secret: str, path: Path, worker: psutil.Process, store: psutil.Process) -> dict:
     """POST the file to /v1/assets/upload, streaming it, while sampling the
     worker's RSS and probing /healthz."""
     size = path.stat().st_size
@@ -331,11 +361,12 @@ def api_upload(port: int, secret: str, path: Path, worker: psutil.Process) -> di
     with open(path, "rb") as f:
         conn.connect()  # connection set-up outside the timed part
         with RssSampler(worker) as rss, HealthProbe(port) as health:
-            t0, c0 = time.perf_counter(), machine_cpu_s()
-            conn.request("POST", "/v1/assets/upload", body=f, headers=headers)
-            resp = conn.getresponse()
-            raw = resp.read()
-            dt, cpu = time.perf_counter() - t0, machine_cpu_s() - c0
+            t0 = time.perf_counter()
+            with CpuMeter(worker, store, size) as cpu:
+                conn.request("POST", "/v1/assets/upload", body=f, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+            dt = time.perf_counter() - t0
     conn.close()
     if resp.status != 201:
         raise RuntimeError(f"upload of {path.name} returned {resp.status}: {raw[:500]!r}")
@@ -345,7 +376,7 @@ def api_upload(port: int, secret: str, path: Path, worker: psutil.Process) -> di
     return {
         "mb_s": size / MB / dt,
         "seconds": dt,
-        "cpu_s_per_100mb": cpu * 100 * MB / size,
+        "cpu_per_100mb": cpu.per_100mb,
         "rss_growth_mb": rss.growth_mb,
         "healthz_ms": health.latencies_ms,
         "healthz_failures": health.failures,
@@ -353,18 +384,21 @@ def api_upload(port: int, secret: str, path: Path, worker: psutil.Process) -> di
     }
 
 
-def direct_upload(client: Minio, path: Path, part_size: int, port: int, worker: psutil.Process) -> dict:
+def direct_upload(
+    client: Minio, path: Path, part_size: int, port: int, worker: psutil.Process, store: psutil.Process
+) -> dict:
     """``put_object`` of the file, under the same probes as an API upload
     (the worker's RSS sampled, ``/healthz`` of the idle API every 10 ms), so
     both paths run with the same measuring load on the machine."""
     size = path.stat().st_size
     name = f"direct/{path.name}"
     with open(path, "rb") as f, RssSampler(worker), HealthProbe(port):
-        t0, c0 = time.perf_counter(), machine_cpu_s()
-        client.put_object(DIRECT_BUCKET, name, f, length=size, part_size=part_size)
-        dt, cpu = time.perf_counter() - t0, machine_cpu_s() - c0
+        t0 = time.perf_counter()
+        with CpuMeter(worker, store, size) as cpu:
+            client.put_object(DIRECT_BUCKET, name, f, length=size, part_size=part_size)
+        dt = time.perf_counter() - t0
     client.remove_object(DIRECT_BUCKET, name)
-    return {"mb_s": size / MB / dt, "seconds": dt, "cpu_s_per_100mb": cpu * 100 * MB / size}
+    return {"mb_s": size / MB / dt, "seconds": dt, "cpu_per_100mb": cpu.per_100mb}
 
 
 # --------------------------------------------------------------------- stack
@@ -394,6 +428,7 @@ def measure(
     files: dict[int, Path],
     reps: int,
     extra: dict[str, str],
+    store: psutil.Process,
     before: Path | None = None,
 ) -> dict:
     """Interleaved rounds of API and direct uploads of every size, with the
@@ -425,12 +460,12 @@ def measure(
         port = services.free_port()
         apis["before"] = (port, *start_api(tmp, {**stack, "AUDIOQ_PUBLIC_URL": f"http://127.0.0.1:{port}"},
                                            port, f"before-{label}", before))  # fmt: skip
-    probe = (api_port, apis["api"][2])  # what the direct uploads' probes watch
+    probe = (api_port, apis["api"][2], store)  # what the direct uploads' probes and meter watch
     try:
         for path in files.values():  # warm-up: imports, pools, first S3 calls
             for port, _, worker, _ in apis.values():
                 freshen(path)
-                storage.delete(f"originals/{api_upload(port, secret, path, worker)['asset_id']}")
+                storage.delete(f"originals/{api_upload(port, secret, path, worker, store)['asset_id']}")
             direct_upload(direct, path, settings.upload_part_bytes, *probe)
             break
         runs: dict[int, dict[str, list]] = {
@@ -456,14 +491,14 @@ def measure(
                     if which == "direct":
                         d = direct_upload(direct, path, settings.upload_part_bytes, *probe)
                         runs[size]["direct"].append(d["mb_s"])
-                        runs[size]["direct_cpu"].append(d["cpu_s_per_100mb"])
+                        runs[size]["direct_cpu"].append(d["cpu_per_100mb"])
                         continue
                     port, _, worker, _ = apis[which]
-                    a = api_upload(port, secret, path, worker)
+                    a = api_upload(port, secret, path, worker, store)
                     storage.delete(f"originals/{a['asset_id']}")
                     runs[size][which].append(a["mb_s"])
                     if which == "api":
-                        runs[size]["api_cpu"].append(a["cpu_s_per_100mb"])
+                        runs[size]["api_cpu"].append(a["cpu_per_100mb"])
                         runs[size]["rss"].append(a["rss_growth_mb"])
                         runs[size]["healthz"].extend(a["healthz_ms"])
                         runs[size]["failures"].append(a["healthz_failures"])
@@ -492,8 +527,8 @@ def measure(
                 "api_mb_s": round(api_med, 1),
                 "direct_mb_s": round(direct_med, 1),
                 "ratio": round(api_med / direct_med, 2),
-                "api_cpu_s_per_100mb": round(statistics.median(d["api_cpu"]), 2),
-                "direct_cpu_s_per_100mb": round(statistics.median(d["direct_cpu"]), 2),
+                "api_cpu_s_per_100mb": _median_cpu(d["api_cpu"]),
+                "direct_cpu_s_per_100mb": _median_cpu(d["direct_cpu"]),
                 "rss_growth_mb": round(max(d["rss"]), 1),
                 "healthz_p99_ms": round(p99(d["healthz"]), 1),
                 "healthz_max_ms": round(max(d["healthz"], default=float("nan")), 1),
@@ -508,6 +543,10 @@ def measure(
         )
     return {"rows": rows, "part_size_mb": settings.upload_part_bytes // MB,
             "parts_in_flight": settings.upload_parts_in_flight}  # fmt: skip
+
+
+def _median_cpu(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: round(statistics.median(r[k] for r in runs), 2) for k in ("machine", *CPU_PARTS)}
 
 
 # ---------------------------------------------------------------- slow flood
@@ -548,7 +587,7 @@ def _slow_upload(port: int, secret: str) -> tuple[int, str, float]:
     return status, code, time.perf_counter() - t0
 
 
-def slow_flood(n: int, redis_port: int, s3_port: int, tmp: Path) -> dict:
+def slow_flood(n: int, redis_port: int, s3_port: int, s3_pid: int, tmp: Path) -> dict:
     """``n`` uploads from one pro key that send a byte and stall, at once,
     with production's settings; meanwhile /healthz is probed and another key
     uploads a small file five times."""
@@ -577,7 +616,7 @@ def slow_flood(n: int, redis_port: int, s3_port: int, tmp: Path) -> dict:
                 freshen(small)
                 t = time.perf_counter()
                 try:
-                    api_upload(api_port, other_secret, small, worker)
+                    api_upload(api_port, other_secret, small, worker, psutil.Process(s3_pid))
                     other.append((201, time.perf_counter() - t))
                 except RuntimeError as e:  # the status is in the message
                     other.append((str(e)[:60], time.perf_counter() - t))
@@ -627,13 +666,14 @@ def run(
         files = {size: make_wav(files_dir / f"bench-{size}mb.wav", size, seed=size) for size in sizes}
         load_before = os.getloadavg()
         rp, sp = redis_proc.ports["redis"], s3_proc.ports["s3"]
-        local = measure("local", sp, rp, tmp, files, reps, extra, before)
+        store = psutil.Process(s3_proc.popen.pid)
+        local = measure("local", sp, rp, tmp, files, reps, extra, store, before)
         proxy = DelayProxy(sp, latency_ms / 1000)
         try:
-            delayed = measure(f"+{latency_ms:g} ms", proxy.port, rp, tmp, files, reps, extra, before)
+            delayed = measure(f"+{latency_ms:g} ms", proxy.port, rp, tmp, files, reps, extra, store, before)
         finally:
             proxy.close()
-        flood = slow_flood(slow, rp, sp, tmp) if slow else None
+        flood = slow_flood(slow, rp, sp, s3_proc.popen.pid, tmp) if slow else None
         return {
             "before": str(before) if before else None,
             "slow_flood": flood,
@@ -651,20 +691,26 @@ def run(
             proc.stop()
 
 
+def _cpu_cell(cpu: dict[str, float], parts: tuple[str, ...]) -> str:
+    return f"{cpu['machine']:.2f} ({' / '.join(f'{cpu[p]:.2f}' for p in parts)})"
+
+
 def table(res: dict) -> str:
     before = res.get("before")
     lines = [
         "| store | size | API MB/s | direct MB/s | ratio | "
         + ("API before MB/s (ratio) | " if before else "")
-        + "machine CPU s per 100 MB (API / direct) | worker RSS growth (max) | "
+        + "CPU s per 100 MB, API path: machine (client / API worker / store) | "
+        + "direct: machine (client / store) | worker RSS growth (max) | "
         + "/healthz p99 (max) during upload |",
-        "|---|---|---|---|---|---|---|---|" + ("---|" if before else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if before else ""),
     ]
     for s in res["rows"]:
         was = f"{s['before_mb_s']:.1f} ({s['before_mb_s'] / s['direct_mb_s']:.2f}) | " if before else ""
         lines.append(
             f"| {s['store']} | {s['size_mb']} MB | {s['api_mb_s']:.1f} | {s['direct_mb_s']:.1f} | "
-            f"{s['ratio']:.2f} | {was}{s['api_cpu_s_per_100mb']:.2f} / {s['direct_cpu_s_per_100mb']:.2f} | "
+            f"{s['ratio']:.2f} | {was}{_cpu_cell(s['api_cpu_s_per_100mb'], CPU_PARTS)} | "
+            f"{_cpu_cell(s['direct_cpu_s_per_100mb'], ('client', 'store'))} | "
             f"{s['rss_growth_mb']:.1f} MB | {s['healthz_p99_ms']:.1f} ms "
             f"({s['healthz_max_ms']:.1f} ms, {s['healthz_samples']} probes"
             + (f", {s['healthz_failures']} failed" if s["healthz_failures"] else "")
