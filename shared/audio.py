@@ -236,10 +236,12 @@ def _sniff(head: bytes) -> str | None:
 
 # --------------------------------------------------------------------------- sample data
 
-# WAVE format tags whose sample bytes are plain numbers: PCM, IEEE float, and
-# WAVE_FORMAT_EXTENSIBLE (its sub-format is PCM or float in practice; libsndfile
-# reads no other).
-_PLAIN_WAVE_TAGS = {0x0001, 0x0003, 0xFFFE}
+# WAVE format tags with one fixed-size code per sample (PCM, IEEE float,
+# A-law, mu-law): the frame count follows from the byte count, whatever the
+# codes are. WAVE_FORMAT_EXTENSIBLE (0xFFFE) names one of them in the first
+# two bytes of its sub-format GUID.
+_PLAIN_WAVE_TAGS = {0x0001, 0x0003, 0x0006, 0x0007}
+_EXTENSIBLE = 0xFFFE
 
 
 def sample_span(head: bytes) -> tuple[int, int | None] | None:
@@ -268,6 +270,8 @@ def _wave_span(head: bytes) -> tuple[int, int | None] | None:
         (size,) = struct.unpack("<I", head[pos + 4 : pos + 8])
         if chunk_id == b"fmt " and pos + 10 <= len(head):
             (tag,) = struct.unpack("<H", head[pos + 8 : pos + 10])
+            if tag == _EXTENSIBLE and size >= 26 and pos + 34 <= len(head):
+                (tag,) = struct.unpack("<H", head[pos + 32 : pos + 34])
         elif chunk_id == b"ds64" and pos + 24 <= len(head):
             (ds64_size,) = struct.unpack("<Q", head[pos + 16 : pos + 24])
         elif chunk_id == b"data":

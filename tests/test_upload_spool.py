@@ -63,6 +63,8 @@ FILES = {
     "pcm16_wav": lambda: _encoded("WAV", "PCM_16"),
     "float_wav": lambda: _encoded("WAV", "FLOAT"),
     "rf64": lambda: _encoded("RF64", "PCM_24"),
+    "wavex": lambda: _encoded("WAVEX", "PCM_16"),
+    "ulaw_wav": lambda: _encoded("WAV", "ULAW"),
     "aiff": lambda: _encoded("AIFF", "PCM_24"),
     "wav_chunks_around": lambda: _wav_with_chunks(before=300_000, after=700_000),
     "wav_streamed": lambda: _wav_with_chunks(before=0, after=0, data_size=0xFFFFFFFF),
@@ -70,11 +72,22 @@ FILES = {
     # Written whole: samples that are not plain numbers, other containers, a
     # header that does not reach the samples within the first HEAD_BYTES.
     "ima_adpcm_wav": lambda: _encoded("WAV", "IMA_ADPCM"),
+    "ms_adpcm_wav": lambda: _encoded("WAV", "MS_ADPCM"),
     "flac": lambda: _encoded("FLAC", "PCM_16"),
     "w64": lambda: _encoded("W64", "PCM_16"),
     "wav_header_past_head": lambda: _wav_with_chunks(before=_Spool.HEAD_BYTES + 1000, after=0),
 }
-LEFT_OUT = {"pcm16_wav", "float_wav", "rf64", "aiff", "wav_chunks_around", "wav_streamed", "wav_truncated"}
+LEFT_OUT = {
+    "pcm16_wav",
+    "float_wav",
+    "rf64",
+    "wavex",
+    "ulaw_wav",
+    "aiff",
+    "wav_chunks_around",
+    "wav_streamed",
+    "wav_truncated",
+}
 
 
 def _spool(data: bytes, path: Path, seed: int) -> None:
@@ -133,4 +146,8 @@ def test_sample_span_finds_the_samples() -> None:
     start, end = audio.sample_span(aiff[:4096]) or (0, 0)
     assert end == len(aiff) and end - start == int(SR * SECONDS) * 4
     assert audio.sample_span(_encoded("WAV", "IMA_ADPCM")[:4096]) is None
+    wavex = bytearray(_encoded("WAVEX", "PCM_16")[:4096])
+    assert audio.sample_span(bytes(wavex)) is not None
+    wavex[44:46] = struct.pack("<H", 2)  # the sub-format GUID's tag: MS ADPCM
+    assert audio.sample_span(bytes(wavex)) is None
     assert audio.sample_span(b"ID3\x03" + bytes(100)) is None
