@@ -33,7 +33,7 @@ import soundfile  # noqa: E402
 import soxr  # noqa: E402
 
 from bench import songgen  # noqa: E402
-from bench.train_chords import Net, save_weights  # noqa: E402
+from bench.train_chords import Net, fit, save_weights  # noqa: E402
 from workers.dsp import beatnet, mlp  # noqa: E402
 from workers.dsp.features import ANALYSIS_SR  # noqa: E402
 from workers.dsp.tempo import onset_bands  # noqa: E402
@@ -99,23 +99,24 @@ def main() -> int:
     y_dev = np.concatenate([p[1] for p in parts["dev"]])
     print(f"train {len(y_tr)} frames ({y_tr.mean():.3f} beats), dev {len(y_dev)}", flush=True)
     net = Net([x_tr.shape[1], 64, 32, 2], rng)
-    best = (np.inf, None)
-    for epoch in range(args.epochs):
-        lr = 1e-4 + 0.5 * (1e-3 - 1e-4) * (1 + np.cos(np.pi * epoch / args.epochs))
+
+    def run_epoch(lr: float) -> list[float]:
         order = rng.permutation(len(y_tr))
-        losses = [
+        return [
             net.step(x_tr[order[s : s + 256]], y_tr[order[s : s + 256]], rng, lr, p_in=0.05, p_hid=0.2)
             for s in range(0, len(order), 256)
         ]
+
+    def evaluate() -> tuple[float, str]:
         logits = net.forward(x_dev)[0]
         logit = logits[:, 1] - logits[:, 0]
         dev_loss = float(np.mean(np.logaddexp(0, -logit) * y_dev + np.logaddexp(0, logit) * (1 - y_dev)))
-        if dev_loss < best[0]:
-            best = (dev_loss, ([w.copy() for w in net.w], [b.copy() for b in net.b]))
-        print(f"epoch {epoch + 1:3d} loss {np.mean(losses):.4f} dev loss {dev_loss:.4f}", flush=True)
+        return dev_loss, f"dev loss {dev_loss:.4f}"
+
+    score, best = fit(net, args.epochs, run_epoch, evaluate, lower_is_better=True)
     out = Path(args.out)
-    save_weights(*best[1], out, one_logit=True)
-    print(f"best dev loss {best[0]:.4f}; wrote {out} ({out.stat().st_size / 1e3:.0f} kB)")
+    save_weights(*best, out, one_logit=True)
+    print(f"best dev loss {score:.4f}; wrote {out} ({out.stat().st_size / 1e3:.0f} kB)")
     return 0
 
 

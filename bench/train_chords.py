@@ -155,6 +155,28 @@ class Net:
         return self.forward(x)[0].argmax(axis=1)
 
 
+def fit(net: Net, epochs: int, run_epoch, evaluate, *, lower_is_better: bool = False):
+    """The training loop of every network here: ``epochs`` epochs with a
+    learning rate annealed from 1e-3 to 1e-4 (cosine); ``run_epoch(lr)``
+    takes one epoch's Adam steps and returns their losses, ``evaluate()``
+    scores the dev songs as ``(score, text to print)``. Returns the best
+    score and ``(weights, biases)`` of the epoch that reached it."""
+    best_score, best = None, None
+    for epoch in range(epochs):
+        lr = 1e-4 + 0.5 * (1e-3 - 1e-4) * (1 + np.cos(np.pi * epoch / epochs))
+        t = time.perf_counter()
+        losses = run_epoch(lr)
+        score, text = evaluate()
+        if best_score is None or (score < best_score if lower_is_better else score > best_score):
+            best_score, best = score, ([w.copy() for w in net.w], [b.copy() for b in net.b])
+        print(
+            f"epoch {epoch + 1:3d} lr {lr:.5f} loss {np.mean(losses):.4f} {text} "
+            f"({time.perf_counter() - t:.0f} s)",
+            flush=True,
+        )
+    return best_score, best
+
+
 def save_weights(ws: list[np.ndarray], bs: list[np.ndarray], out: Path, *, one_logit: bool = False) -> None:
     """Write a network's layers as float16 ``w0, b0, ...`` (the layout
     ``workers/dsp/mlp.py`` loads). ``one_logit``: collapse a two-way softmax
@@ -201,26 +223,25 @@ def main() -> int:
     rng = np.random.default_rng(0)
     sizes = [x_tr.shape[1], *(int(h) for h in args.hidden.split(",")), chordnet.N_CLASSES]
     net = Net(sizes, rng)
-    best = (-1.0, None)
-    for epoch in range(args.epochs):
-        lr = 1e-4 + 0.5 * (1e-3 - 1e-4) * (1 + np.cos(np.pi * epoch / args.epochs))
+
+    def run_epoch(lr: float) -> list[float]:
         shifts = rng.integers(-5, 7, len(y_tr))
         xa, ya = np.empty_like(x_tr), np.empty_like(y_tr)
         for k in range(-5, 7):
             sel = shifts == k
             xa[sel], ya[sel] = chordnet.transpose(x_tr[sel], y_tr[sel], k)
         order = rng.permutation(len(ya))
-        losses = []
-        for s in range(0, len(order), 256):
-            j = order[s : s + 256]
-            losses.append(net.step(xa[j], ya[j], rng, lr))
+        batches = (order[s : s + 256] for s in range(0, len(order), 256))
+        return [net.step(xa[j], ya[j], rng, lr) for j in batches]
+
+    def evaluate() -> tuple[float, str]:
         acc = float(np.mean(net.predict(x_dev) == y_dev))
-        if acc > best[0]:
-            best = (acc, ([w.copy() for w in net.w], [b.copy() for b in net.b]))
-        print(f"epoch {epoch + 1:3d} lr {lr:.5f} loss {np.mean(losses):.4f} dev acc {acc:.4f}", flush=True)
+        return acc, f"dev acc {acc:.4f}"
+
+    score, best = fit(net, args.epochs, run_epoch, evaluate)
     out = Path(args.out)
-    save_weights(*best[1], out)
-    print(f"best dev accuracy {best[0]:.4f}; wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    save_weights(*best, out)
+    print(f"best dev accuracy {score:.4f}; wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     return 0
 
 

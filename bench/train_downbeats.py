@@ -32,7 +32,7 @@ import soundfile  # noqa: E402
 import soxr  # noqa: E402
 
 from bench import songgen  # noqa: E402
-from bench.train_chords import Net, save_weights  # noqa: E402
+from bench.train_chords import Net, fit, save_weights  # noqa: E402
 from workers.dsp import beatnet, beats, mlp  # noqa: E402
 from workers.dsp.features import ANALYSIS_SR  # noqa: E402
 
@@ -105,21 +105,22 @@ def main() -> int:
     # Two outputs (softmax) rather than one logistic: the same training code
     # as the chord model; the logit is their difference.
     net = Net([x_tr.shape[1], 32, 16, 2], rng)
-    best = (-1.0, None)
-    for epoch in range(args.epochs):
-        lr = 1e-4 + 0.5 * (1e-3 - 1e-4) * (1 + np.cos(np.pi * epoch / args.epochs))
+
+    def run_epoch(lr: float) -> list[float]:
         order = rng.permutation(len(y_tr))
-        losses = [
+        return [
             net.step(x_tr[order[s : s + 128]], y_tr[order[s : s + 128]], rng, lr, p_in=0.05, p_hid=0.2)
             for s in range(0, len(order), 128)
         ]
+
+    def evaluate() -> tuple[float, str]:
         acc = float(np.mean(net.predict(x_dev) == y_dev))
-        if acc > best[0]:
-            best = (acc, ([w.copy() for w in net.w], [b.copy() for b in net.b]))
-        print(f"epoch {epoch + 1:3d} loss {np.mean(losses):.4f} dev acc {acc:.4f}", flush=True)
+        return acc, f"dev acc {acc:.4f}"
+
+    score, best = fit(net, args.epochs, run_epoch, evaluate)
     out = Path(args.out)
-    save_weights(*best[1], out, one_logit=True)
-    print(f"best dev accuracy {best[0]:.4f}; wrote {out} ({out.stat().st_size / 1e3:.0f} kB)")
+    save_weights(*best, out, one_logit=True)
+    print(f"best dev accuracy {score:.4f}; wrote {out} ({out.stat().st_size / 1e3:.0f} kB)")
     return 0
 
 

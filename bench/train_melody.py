@@ -53,7 +53,7 @@ import numpy as np  # noqa: E402
 import soxr  # noqa: E402
 
 from bench import songgen  # noqa: E402
-from bench.train_chords import Net, save_weights  # noqa: E402
+from bench.train_chords import Net, fit, save_weights  # noqa: E402
 from workers.dsp import mlp, pitch  # noqa: E402
 from workers.dsp.features import ANALYSIS_SR  # noqa: E402
 
@@ -251,10 +251,9 @@ def main() -> int:
     rng = np.random.default_rng(0)
     sizes = [x_tr.shape[1], *(int(h) for h in args.hidden.split(",")), pitch.LEAD_CLASSES]
     net = Net(sizes, rng)
-    best = (-1.0, None)
     unv = pitch.LEAD_CLASSES - 1
-    for epoch in range(args.epochs):
-        lr = 1e-4 + 0.5 * (1e-3 - 1e-4) * (1 + np.cos(np.pi * epoch / args.epochs))
+
+    def run_epoch(lr: float) -> list[float]:
         shifts = np.where(
             rng.random(len(y_tr)) < 0.6,
             rng.integers(-SHIFT, SHIFT + 1, len(y_tr)),
@@ -262,7 +261,6 @@ def main() -> int:
         )
         order = rng.permutation(len(y_tr))
         losses = []
-        t1 = time.perf_counter()
         for s in range(0, len(order), 256):
             j = np.sort(order[s : s + 256])
             xb, yb = x_tr[j].astype(np.float32), y_tr[j]
@@ -272,21 +270,20 @@ def main() -> int:
                 sel = ks == k
                 xa[sel], ya[sel] = shift(xb[sel], yb[sel], int(k))
             losses.append(net.step(xa, ya, rng, lr, smooth=0.02, wd=1e-5, p_in=0.1, p_hid=0.2))
+        return losses
+
+    def evaluate() -> tuple[float, str]:
         pred = np.concatenate([net.predict(x_dev[s : s + 8192]) for s in range(0, len(x_dev), 8192)])
         acc = float(np.mean(pred == y_dev))
         voiced = y_dev != unv
         rpa = float(np.mean(pred[voiced] == y_dev[voiced]))
         fa = float(np.mean(pred[~voiced] != unv))
-        if acc > best[0]:
-            best = (acc, ([w.copy() for w in net.w], [b.copy() for b in net.b]))
-        print(
-            f"epoch {epoch + 1:3d} lr {lr:.5f} loss {np.mean(losses):.4f} dev acc {acc:.4f} "
-            f"pitch {rpa:.4f} false alarm {fa:.4f} ({time.perf_counter() - t1:.0f} s)",
-            flush=True,
-        )
+        return acc, f"dev acc {acc:.4f} pitch {rpa:.4f} false alarm {fa:.4f}"
+
+    score, best = fit(net, args.epochs, run_epoch, evaluate)
     out = Path(args.out)
-    save_weights(*best[1], out)
-    print(f"best dev accuracy {best[0]:.4f}; wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    save_weights(*best, out)
+    print(f"best dev accuracy {score:.4f}; wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     return 0
 
 

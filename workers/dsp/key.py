@@ -45,7 +45,7 @@ import numpy as np
 from workers.dsp import chords, tonality
 from workers.dsp.pitchclass import PITCH_CLASSES, key_tonic, pc_of
 from workers.dsp.pitchclass import camelot as _camelot
-from workers.dsp.salience import chroma
+from workers.dsp.salience import Salience, chroma
 
 # Krumhansl & Kessler (1982) probe-tone ratings, index 0 = tonic.
 KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -96,8 +96,10 @@ def profile_scores(profile: np.ndarray) -> np.ndarray:
     return out
 
 
-def estimate_key(y: np.ndarray, sr: int) -> Key:
+def estimate_key(y: np.ndarray, sr: int, salience: Salience | None = None) -> Key:
     """Estimate the key of mono audio ``y`` (float, any length) at ``sr`` Hz.
+    ``salience``: ``pitch_salience(y, sr)`` when the caller has computed it
+    already (``beats.beat_analysis`` returns it).
 
     Returns C major with confidence 0 when there is no tonal content
     (silence, empty input); noise, drums alone and speech get a confidence
@@ -109,7 +111,7 @@ def estimate_key(y: np.ndarray, sr: int) -> Key:
         raise ValueError(f"expected mono samples (1-D), got shape {y.shape}")
     if len(y) == 0:
         return _make_key(0, "major", 0.0)
-    sal, edges, probs = chords.chord_analysis(y, sr, None)
+    sal, edges, probs = chords.chord_analysis(y, sr, None, salience)
     frames = chroma(sal.salience, 0)
     energy = frames.sum(axis=1, keepdims=True)
     if not energy.any():

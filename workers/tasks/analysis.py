@@ -62,14 +62,15 @@ def track_pitch(audio: Audio, options: dict, ctx: JobContext) -> dict:
 def analyze_track(audio: Audio, options: dict, ctx: JobContext) -> dict:
     """Everything at once from one decode and one resample; each part is
     exactly what its own operation returns. The beat grid found once serves
-    the chords too."""
+    the chords too, and the pitch salience its downbeat step computed serves
+    the key and the chords."""
     x, sr = audio.native
     ctx.progress(0.1)
     y = audio.mono()
     ctx.progress(0.2)
-    k, t = key.estimate_key(y, audio.analysis_sr), tempo.estimate_tempo(y, audio.analysis_sr)
-    ctx.progress(0.4)
     grid, sal = beats.beat_analysis(y, audio.analysis_sr)
+    ctx.progress(0.4)
+    k, t = key.estimate_key(y, audio.analysis_sr, salience=sal), tempo.estimate_tempo(y, audio.analysis_sr)
     ctx.progress(0.6)
     chord_list = chords.estimate_chords(y, audio.analysis_sr, beats=grid.beats or None, salience=sal)
     ctx.progress(0.8)
