@@ -2,7 +2,7 @@
 ``bench/accuracy.py`` (the "tune" split, on which the analysis code was
 tuned): other soundfonts, other instruments, other voicings and bass lines,
 a louder lead with more notes outside the chord, random chord loops and
-chord rhythms. Two styles:
+chord rhythms. Three styles:
 
 * ``heldout`` — the generalisation split of ``bench/accuracy.py``. Rendered
   with MuseScore General (Debian ``musescore-general-soundfont``), never
@@ -12,6 +12,8 @@ chord rhythms. Two styles:
   FluidR3 GM and TimGM6mb soundfonts, every melodic GM program in its role,
   wider ranges of everything. Different seeds and soundfonts from the
   held-out split.
+* ``train-sf`` — the train style on two more soundfonts (csound's GM bank,
+  OPL-3 FM synthesis), so the networks hear more than two sets of timbres.
 
 What a song is (both styles; the ranges differ, see ``STYLES``):
 
@@ -47,7 +49,7 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +75,11 @@ KICK, RIM, SNARE, HAT, OPEN_HAT, CRASH, RIDE = 36, 37, 38, 42, 46, 49, 51
 FLUID = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 TIMGM = "/usr/share/sounds/sf2/TimGM6mb.sf2"
 MUSESCORE = "/usr/share/sounds/sf3/MuseScore_General_Full.sf3"
+CSOUND = "/usr/share/sounds/sf2/sf_GMbank.sf2"
+OPL3 = "/usr/share/sounds/sf2/OPL-3_FM_128M.sf2"
 APT_HINT = (
     "sudo apt-get install -y fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont"
+    " csound-soundfont opl3-soundfont"
 )
 
 COMP_PATTERNS = ("sustain", "quarters", "halves", "offbeat", "arpeggio", "strum", "stabs")
@@ -147,6 +152,10 @@ STYLES = {
         reverb=(True, False),
     ),
 }
+# The train style's songs on two more soundfonts (csound's GM bank: small
+# sampled instruments; OPL-3: FM synthesis), for timbres neither FluidR3 nor
+# TimGM6mb has. Training data only, like "train".
+STYLES["train-sf"] = replace(STYLES["train"], name="train-sf", soundfonts=(CSOUND, OPL3))
 
 
 @dataclass(frozen=True)

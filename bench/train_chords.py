@@ -1,13 +1,15 @@
 """Train the chord classifier of ``workers/dsp/chordnet.py`` from scratch.
 
-    .venv/bin/python bench/render_songs.py --style train --songs 400 --seed 1000   # ~10 min, once
-    .venv/bin/python bench/train_chords.py                                         # ~10 min on 2 cores
+    .venv/bin/python bench/render_songs.py --style train --songs 400 --seed 1000      # ~5 min, once
+    .venv/bin/python bench/render_songs.py --style train-sf --songs 400 --seed 2000   # ~5 min, once
+    .venv/bin/python bench/train_chords.py                                            # ~30 min on 2 cores
 
-Data: the ``train`` style of ``bench/songgen.py`` (FluidR3 GM and TimGM6mb,
-seeds from 1000 on): never the benchmark's held-out split (MuseScore General,
-seed 31337) nor its tune split. The last ``--dev`` songs are kept aside to
-choose the epoch and report a per-beat accuracy; the tune split of
-``bench/accuracy.py`` then checks the decoded chords end to end.
+Data (``--sets``): the ``train`` style of ``bench/songgen.py`` (FluidR3 GM
+and TimGM6mb, seeds from 1000 on) and the same style on csound's GM bank and
+OPL-3 FM (``train-sf``, seeds from 2000 on): never the benchmark's held-out
+style (MuseScore General) nor its tune split. The last tenth of each set
+(``--dev-share``) is kept aside to choose the epoch and report a per-beat
+accuracy; ``bench/accuracy.py`` then checks the decoded chords end to end.
 
 Per song: the audio at 22.05 kHz mono, our own beat tracker's beats (so the
 training intervals carry the tracker's errors, as at run time) and, as a
@@ -30,6 +32,7 @@ import argparse
 import hashlib
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 # Run as a script from anywhere: the project root on the path (bench.*, tests.*).
@@ -193,33 +196,58 @@ def save_weights(ws: list[np.ndarray], bs: list[np.ndarray], out: Path, *, one_l
     np.savez_compressed(out, **arrays)
 
 
+def song_set(text: str) -> tuple[str, int, int]:
+    """``STYLE:SEED:SONGS`` (a ``bench/songgen.py`` style)."""
+    style, seed, n = text.split(":")
+    if style not in songgen.STYLES:
+        raise argparse.ArgumentTypeError(f"unknown style {style!r}")
+    return style, int(seed), int(n)
+
+
+def _features_of(spec, fs: str) -> tuple[np.ndarray, np.ndarray]:
+    song = songgen.build_song(spec)
+    song.audio_path = songgen.render_song(song, fs)
+    pairs = song_features(song)
+    x = np.concatenate([chordnet.with_context(x) for x, _ in pairs]).astype(np.float32)
+    return x, np.concatenate([y for _, y in pairs])
+
+
+def load_sets(sets: list[tuple[str, int, int]], dev_share: float, jobs: int):
+    """Training and dev (features, labels) of the song sets: the last
+    ``dev_share`` of each set's songs is dev."""
+    fs = songgen.fluidsynth_version()
+    t0 = time.perf_counter()
+    train, dev = [], []
+    for style, seed, n in sets:
+        specs = songgen.make_specs(n, seed, style)
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            pairs = list(pool.map(_features_of, specs, [fs] * len(specs), chunksize=4))
+        n_dev = int(round(dev_share * n))
+        train += pairs[: n - n_dev]
+        dev += pairs[n - n_dev :]
+        print(f"features of {style}:{seed}:{n} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    x_tr, y_tr = (np.concatenate(a) for a in zip(*train, strict=True))
+    x_dev, y_dev = (np.concatenate(a) for a in zip(*dev, strict=True))
+    print(f"train {len(y_tr)} intervals from {len(train)} songs, dev {len(y_dev)} from {len(dev)}")
+    return x_tr, y_tr, x_dev, y_dev
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--songs", type=int, default=400)
-    ap.add_argument("--seed", type=int, default=1000)
-    ap.add_argument("--dev", type=int, default=40, help="songs kept aside for choosing the epoch")
+    ap.add_argument(
+        "--sets",
+        type=lambda v: [song_set(x) for x in v.split(",")],
+        default=[("train", 1000, 400), ("train-sf", 2000, 400)],
+        help="comma-separated STYLE:SEED:SONGS (default train:1000:400,train-sf:2000:400)",
+    )
+    ap.add_argument("--dev-share", type=float, default=0.1, help="last share of each set kept for the epoch")
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--hidden", default="256,128")
+    ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=str(mlp.DATA / f"{chordnet.WEIGHTS}.npz"))
     args = ap.parse_args()
 
-    fs = songgen.fluidsynth_version()
-    specs = songgen.make_specs(args.songs, args.seed, "train")
-    t0 = time.perf_counter()
-    xs, ys = [], []
-    for i, spec in enumerate(specs):
-        song = songgen.build_song(spec)
-        song.audio_path = songgen.render_song(song, fs)
-        pairs = song_features(song)
-        xs.append(np.concatenate([chordnet.with_context(x) for x, _ in pairs]).astype(np.float32))
-        ys.append(np.concatenate([y for _, y in pairs]))
-        if i % 50 == 0:
-            print(f"features {i + 1}/{len(specs)} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    n_train = len(specs) - args.dev
-    x_tr, y_tr = np.concatenate(xs[:n_train]), np.concatenate(ys[:n_train])
-    x_dev, y_dev = np.concatenate(xs[n_train:]), np.concatenate(ys[n_train:])
-    print(f"train {len(y_tr)} intervals from {n_train} songs, dev {len(y_dev)} from {args.dev}")
-
+    x_tr, y_tr, x_dev, y_dev = load_sets(args.sets, args.dev_share, args.jobs)
     rng = np.random.default_rng(0)
     sizes = [x_tr.shape[1], *(int(h) for h in args.hidden.split(",")), chordnet.N_CLASSES]
     net = Net(sizes, rng)
