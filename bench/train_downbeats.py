@@ -33,7 +33,7 @@ import soxr  # noqa: E402
 
 from bench import songgen  # noqa: E402
 from bench.train_chords import Net, fit, save_weights  # noqa: E402
-from workers.dsp import beatnet, beats, mlp  # noqa: E402
+from workers.dsp import beatnet, beats, chordnet, mlp  # noqa: E402
 from workers.dsp.features import ANALYSIS_SR  # noqa: E402
 
 FEAT_CACHE = ROOT / "bench" / ".cache" / "downbeatfeat"
@@ -41,7 +41,9 @@ FEAT_VERSION = "v3"  # v3: beats tracked on the beat activation
 
 
 def song_features(song) -> tuple[np.ndarray, np.ndarray] | None:
-    key = hashlib.sha256(f"{FEAT_VERSION}|{song.audio_path.name}".encode()).hexdigest()[:20]
+    # The features hold the chord network's output: its weights are part of the key.
+    chord_weights = hashlib.sha256((mlp.DATA / f"{chordnet.WEIGHTS}.npz").read_bytes()).hexdigest()[:12]
+    key = hashlib.sha256(f"{FEAT_VERSION}|{chord_weights}|{song.audio_path.name}".encode()).hexdigest()[:20]
     path = FEAT_CACHE / f"{key}.npz"
     if path.exists():
         with np.load(path) as z:
