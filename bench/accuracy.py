@@ -6,6 +6,7 @@ and essentia.
     .venv/bin/python bench/accuracy.py --quick       # 8 songs a split, docs/accuracy.md left alone
     .venv/bin/python bench/accuracy.py --split tune --systems ours --songs 24   # a tuning run
     .venv/bin/python bench/accuracy.py --songs 40 --seed 7 --verbose
+    .venv/bin/python bench/accuracy.py --split heldout --seed 27182,16180 --systems ours,madmom --no-docs
 
 Needs (dev only): ``pip install -e '.[dev]'`` (pretty_midi, mir_eval) and the
 Debian packages fluidsynth, fluid-soundfont-gm and musescore-general-soundfont
@@ -1279,16 +1280,16 @@ def run_system(name: str, y22: np.ndarray, y44: np.ndarray) -> Estimate:
     return run_essentia(y44)
 
 
-def split_songs(split: str, n: int, seed: int, jobs: int, fs_version: str) -> list:
-    """The songs of a split, rendered (or found in the cache)."""
+def split_songs(split: str, n: int, seeds: list[int], jobs: int, fs_version: str) -> list:
+    """The songs of a split, ``n`` per seed, rendered (or found in the cache)."""
     from concurrent.futures import ThreadPoolExecutor
 
     if split == "tune":
-        songs = [build_song(s) for s in make_specs(n, seed)]
+        songs = [build_song(s) for seed in seeds for s in make_specs(n, seed)]
         render = lambda s: render_song(s, fs_version)  # noqa: E731
     else:
         style = "train" if split == "dev" else split
-        songs = [songgen.build_song(s) for s in songgen.make_specs(n, seed, style)]
+        songs = [songgen.build_song(s) for seed in seeds for s in songgen.make_specs(n, seed, style)]
         render = lambda s: songgen.render_song(s, fs_version)  # noqa: E731
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for song, path in zip(songs, pool.map(render, songs), strict=True):
@@ -1296,20 +1297,24 @@ def split_songs(split: str, n: int, seed: int, jobs: int, fs_version: str) -> li
     return songs
 
 
-def split_setline(split: str, songs: list, seed: int) -> str:
+def split_setline(split: str, songs: list, seeds: list[int]) -> str:
     minutes = sum(s.spec.duration for s in songs) / 60
     n_swing = sum(s.spec.swing > 0.5 for s in songs)
     n_waltz = sum(s.spec.meter == 3 for s in songs)
     keys_covered = len({s.spec.key for s in songs})
     tempi = [s.spec.bpm for s in songs]
     line = (
-        f"{len(songs)} songs, seed {seed}, {minutes:.1f} min of audio (30-45 s each): tempo "
+        f"{len(songs)} songs, {_seeds_text(seeds)}, {minutes:.1f} min of audio (30-45 s each): tempo "
         f"{min(tempi):g}-{max(tempi):g} BPM, {keys_covered} of 24 keys, {n_waltz} in 3/4, {n_swing} swung"
     )
     if split != "tune":
         leads = [s.spec.lead_db for s in songs]
         line += f", lead {min(leads):.0f}-{max(leads):.0f} dB over the harmony"
     return line
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))} pooled"
 
 
 SPLIT_TITLES = {
@@ -1325,7 +1330,11 @@ def main() -> int:
     ap.add_argument(
         "--split", default="tune,heldout", help="comma-separated splits: tune, heldout (default both)"
     )
-    ap.add_argument("--seed", type=int, help="test-set seed (default: 2024 tune, 31337 held-out)")
+    ap.add_argument(
+        "--seed",
+        type=lambda v: [int(x) for x in v.split(",")],
+        help="test-set seed, or comma-separated seeds pooled (default: 2024 tune, 31337 held-out)",
+    )
     ap.add_argument("--quick", action="store_true", help="8 songs; docs/accuracy.md is not written")
     ap.add_argument("--verbose", action="store_true", help="also print one row per song")
     ap.add_argument(
@@ -1385,12 +1394,12 @@ def main() -> int:
     sections, all_verdicts = [], {}
     warm = None
     for split in splits:
-        seed = args.seed if args.seed is not None else SPLIT_SEEDS[split]
+        seeds = args.seed if args.seed is not None else [SPLIT_SEEDS[split]]
         t = time.perf_counter()
-        songs = split_songs(split, n, seed, args.jobs, fs_version)
+        songs = split_songs(split, n, seeds, args.jobs, fs_version)
         minutes = sum(s.spec.duration for s in songs) / 60
         print(
-            f"{split}: {n} songs (seed {seed}), {minutes:.1f} min of audio; "
+            f"{split}: {len(songs)} songs ({_seeds_text(seeds)}), {minutes:.1f} min of audio; "
             f"renders ready in {time.perf_counter() - t:.0f} s"
         )
         mm_splits = {x.strip() for x in args.madmom_splits.split(",")}
@@ -1403,7 +1412,7 @@ def main() -> int:
             y22 = soxr.resample(y44, RENDER_SR, SR, quality="HQ").astype(np.float32)
             if warm is None:
                 warm = warm_up(y22, y44, [x for x in systems if not peer_cache.complete(x, songs)])
-            line = [f"[{split} {i + 1:2d}/{n}] {song.spec.summary()}:"]
+            line = [f"[{split} {i + 1:2d}/{len(songs)}] {song.spec.summary()}:"]
             for name in here:
                 t = time.perf_counter()
                 est = peer_cache.run(name, song.audio_path, functools.partial(run_system, name, y22, y44))
@@ -1415,7 +1424,7 @@ def main() -> int:
         agg = aggregate(songs, results, scores)
         table, verdicts = main_table(agg)
         all_verdicts[split] = verdicts
-        setline = split_setline(split, songs, seed)
+        setline = split_setline(split, songs, seeds)
         print(f"\n## {SPLIT_TITLES[split]}\n\n{setline}\n\n({code_note()})\n")
         print("\n".join(table))
         for name in here:

@@ -87,8 +87,8 @@ def main() -> int:
     jobs = [j for j in args.jobs.split(",") if j]
 
     threadpoolctl.threadpool_limits(limits=1)
-    seed = accuracy.SPLIT_SEEDS[args.split]
-    songs = accuracy.split_songs(args.split, args.songs, seed, 2, accuracy._fluidsynth_version())
+    seeds = [accuracy.SPLIT_SEEDS[args.split]]
+    songs = accuracy.split_songs(args.split, args.songs, seeds, 2, accuracy._fluidsynth_version())
     with tempfile.TemporaryDirectory() as tmp:
         files, minutes = [], 0.0
         for i, song in enumerate(songs):
