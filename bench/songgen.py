@@ -13,7 +13,8 @@ chord rhythms. Three styles:
   wider ranges of everything. Different seeds and soundfonts from the
   held-out split.
 * ``train-sf`` — the train style on two more soundfonts (csound's GM bank,
-  OPL-3 FM synthesis), so the networks hear more than two sets of timbres.
+  OPL-3 FM synthesis): more timbres for training (tried for the chord
+  network, not shipped: ``bench/docs/tonal.md``, "chords-2").
 
 What a song is (both styles; the ranges differ, see ``STYLES``):
 
